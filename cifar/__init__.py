@@ -1,0 +1,11 @@
+"""cifar-explain core: data, models, one training loop, evaluation, checkpoints, explanations.
+
+Nothing here imports Streamlit, and importing a module never loads data or weights.
+"""
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# The report's slides use these short names; the app shows them.
+SHORT_CLASSES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Normalize((0.5,)*3, (0.5,)*3) as in the report: maps [0, 1] pixels to [-1, 1].
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)

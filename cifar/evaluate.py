@@ -1,0 +1,87 @@
+"""Predictions of a checkpoint on the test set, saved once, and every metric derived from them.
+
+`python -m cifar.evaluate --checkpoint checkpoints/cnn.safetensors` writes `checkpoints/cnn.eval.npz`
+(logits, probabilities, predictions, labels for all test images) and `checkpoints/cnn.metrics.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cifar import metrics
+from cifar.checkpoints import CheckpointError, load_model
+from cifar.data import DataError, load_cifar10, to_tensor
+from cifar.runtime import Runtime
+from cifar.train import predict_logits
+
+
+def eval_paths(checkpoint: str | Path) -> tuple[Path, Path]:
+    """Where a checkpoint's predictions and metrics live: beside it, same stem."""
+    checkpoint = Path(checkpoint)
+    stem = checkpoint.with_suffix("")
+    return stem.with_name(stem.name + ".eval.npz"), stem.with_name(stem.name + ".metrics.json")
+
+
+def write_evaluation(checkpoint: str | Path, logits: np.ndarray, labels: np.ndarray, classes) -> dict:
+    """Save logits, probabilities, predictions and labels beside the checkpoint, plus the metrics JSON."""
+    npz_path, json_path = eval_paths(checkpoint)
+    probs = metrics.softmax(logits)
+    np.savez_compressed(npz_path, logits=logits.astype(np.float32), probs=probs.astype(np.float32),
+                        preds=probs.argmax(1).astype(np.int64), labels=labels.astype(np.int64))
+    summary = metrics.summarize(labels, probs, list(classes))
+    json_path.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def load_evaluation(checkpoint: str | Path) -> dict[str, np.ndarray]:
+    """The saved predictions of a checkpoint (see write_evaluation)."""
+    npz_path, _ = eval_paths(checkpoint)
+    with np.load(npz_path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, download: bool = False,
+                        device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
+    """Run a checkpoint over the whole test set, write its evaluation, return the metrics summary."""
+    rt = Runtime.decide(device, precision)
+    model, meta = load_model(checkpoint)
+    model = rt.prepare_model(model)
+    data = load_cifar10(data_dir, download=download)
+    logits = predict_logits(model, to_tensor(data.test_images), rt, progress=progress, desc="test set")
+    return write_evaluation(checkpoint, logits.numpy(), data.test_labels, meta.get("classes", data.classes))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cifar.evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Evaluate a checkpoint on the CIFAR-10 test set; save predictions and metrics beside it.")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by cifar.train")
+    p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data)")
+    p.add_argument("--download", action="store_true", help="download the official archive if the data folder lacks it")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto uses bf16 on a bf16 CPU, as training did; fp32 for full precision")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        summary = evaluate_checkpoint(args.checkpoint, args.data_dir, args.download, args.device, args.precision,
+                                      progress=not args.quiet)
+    except (DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    npz_path, json_path = eval_paths(args.checkpoint)
+    data = np.load(npz_path)
+    names = list(summary["per_class_accuracy"])
+    print(metrics.format_report(data["labels"], data["preds"], names))
+    print(f"test accuracy {summary['accuracy']:.4f}  top-2 {summary['top_k']['top2']:.4f}  ECE {summary['ece']:.4f}")
+    print(f"wrote {npz_path} and {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
