@@ -1,0 +1,58 @@
+"""Overview: the two models side by side, as in the report's comparison tables, with its numbers beside ours."""
+
+import streamlit as st
+
+from cifar import analysis, charts, reference
+from cifar.app_data import MODELS, TITLES, Unavailable
+from app_pages._shared import depth, metadata, show_problem, summary
+
+st.title("CustomCNN vs ResNet18 on CIFAR-10")
+st.caption("Our checkpoints next to the numbers the reference report published (columns marked *report*). "
+           "Every *ours* number is read from the checkpoint's metadata and its saved test-set predictions.")
+
+ours: dict = {}
+cards = st.columns(len(MODELS), border=True)
+for col, model in zip(cards, MODELS):
+    with col:
+        st.subheader(TITLES[model])
+        try:
+            meta = metadata(model)
+        except Unavailable as e:
+            show_problem(e)
+            ours[model] = None
+            continue
+        ours[model] = {"meta": meta, "summary": None}
+        try:
+            ours[model]["summary"] = s = summary(model)
+        except Unavailable as e:
+            show_problem(e)
+            continue
+        ref_test = reference.ACCURACY[model]["test"]
+        a, b, c = st.columns(3)
+        a.metric("test accuracy", f"{s['accuracy']:.2%}", f"{(s['accuracy'] - ref_test) * 100:+.1f} pts vs report",
+                 help=f"the report: {ref_test:.2%}")
+        b.metric("macro F1", f"{s['classification']['macro']['f1']:.3f}")
+        c.metric("parameters", f"{meta['parameters'] / 1e6:.1f} M", help=f"{meta['parameters']:,}")
+
+ref_overview = reference.OVERVIEW
+st.subheader("Model and training")
+st.dataframe(analysis.model_rows(ours, {m: depth(m) if ours.get(m) else None for m in MODELS}, ref_overview),
+             hide_index=True, width="stretch")
+
+pct = st.column_config.NumberColumn(format="percent")
+st.subheader("Accuracy and macro averages")
+refs = {m: {"accuracy": reference.ACCURACY[m], "macro": reference.MACRO[m]} for m in MODELS}
+acc_rows = analysis.accuracy_rows(ours, refs)
+st.dataframe(acc_rows, hide_index=True, width="stretch",
+             column_config={k: pct for k in acc_rows[0] if k != "metric"})
+st.caption("Train accuracy is measured on augmented batches during the best epoch, as the report's training log "
+           f"does. Report notes: {reference.ACCURACY_NOTES['cnn']}; {reference.ACCURACY_NOTES['resnet18']}.")
+
+st.subheader("Per-class test accuracy")
+rows = analysis.per_class_rows(ours, reference.PER_CLASS_ACCURACY)
+left, right = st.columns([3, 2])
+with left:
+    st.altair_chart(charts.per_class_accuracy(rows, {m: TITLES[m] for m in MODELS}), width="stretch")
+    st.caption("Bars: our models. Black ticks: the report's published per-class accuracy.")
+with right:
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={k: pct for k in rows[0] if k != "class"})

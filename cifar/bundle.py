@@ -1,0 +1,124 @@
+"""The demo bundle: the test images the app needs when the dataset is not on the machine.
+
+Shipping all 10,000 test images would cost ~30 MB of the 80 MB budget, and the app only needs
+images that somebody looks at: every image either shipped model gets wrong (so every
+misclassification gallery and every off-diagonal confusion cell is complete), plus a fixed number of
+correctly classified images per class (for the explain pages and the "right by one, wrong by the
+other" filter). When the full dataset is present, the app uses all of it.
+
+`python -m cifar.bundle --data-dir ../shared/cifar10` rebuilds checkpoints/demo_images.npz from the
+evaluations beside the checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifar.data import DataError, load_cifar10
+
+BUNDLE_FILE = "demo_images.npz"
+PER_CLASS = 100
+
+
+def select_demo_indices(labels: np.ndarray, preds: list[np.ndarray], per_class: int = PER_CLASS, seed: int = 0) -> np.ndarray:
+    """Sorted test indices: every image any model misclassifies, plus per_class correct ones per class."""
+    labels = np.asarray(labels)
+    wrong = np.zeros(len(labels), dtype=bool)
+    for p in preds:
+        wrong |= np.asarray(p) != labels
+    rng = np.random.default_rng(seed)
+    chosen = [np.flatnonzero(wrong)]
+    for c in np.unique(labels):
+        right = np.flatnonzero(~wrong & (labels == c))
+        chosen.append(rng.choice(right, size=min(per_class, len(right)), replace=False))
+    return np.unique(np.concatenate(chosen))
+
+
+@dataclass(frozen=True)
+class TestImages:
+    """Test images the app can show: images[i] is official test image indices[i]."""
+
+    images: np.ndarray  # uint8 (N, 32, 32, 3)
+    labels: np.ndarray  # int64 (N,)
+    indices: np.ndarray  # int64 (N,), into the 10,000 test images
+    full: bool  # True when this is the whole test set
+    source: str
+
+    def position(self, test_index: int) -> int | None:
+        """Row of a test index in `images`, or None when the bundle does not hold it."""
+        i = int(np.searchsorted(self.indices, test_index))
+        return i if i < len(self.indices) and self.indices[i] == test_index else None
+
+    def has(self, test_indices: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of these test indices have an image here."""
+        return np.isin(test_indices, self.indices)
+
+
+def write_bundle(path: str | Path, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
+    np.savez_compressed(path, images=images[indices], labels=labels[indices], indices=indices.astype(np.int64))
+
+
+def load_bundle(path: str | Path) -> TestImages:
+    with np.load(path) as z:
+        return TestImages(z["images"], z["labels"], z["indices"], full=False, source=str(path))
+
+
+def load_test_images(checkpoint_dir: str | Path, data_dir: str | Path | None = None) -> TestImages:
+    """The full test set when data_dir holds it, else the shipped bundle."""
+    if data_dir is not None:
+        try:
+            data = load_cifar10(data_dir)
+            n = len(data.test_labels)
+            return TestImages(data.test_images, data.test_labels, np.arange(n), full=True, source=data.source)
+        except DataError:
+            pass  # fall back to the bundle: the app must work on a fresh clone
+    path = Path(checkpoint_dir) / BUNDLE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no test images: {path} is missing and no dataset was found. "
+            f"Rebuild it with: python -m cifar.bundle --data-dir PATH_TO_CIFAR10"
+        )
+    return load_bundle(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cifar.evaluate import load_evaluation
+
+    p = argparse.ArgumentParser(prog="python -m cifar.bundle", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data)")
+    p.add_argument("--checkpoints", default="checkpoints", help="folder with <model>.safetensors and <model>.eval.npz")
+    p.add_argument("--per-class", type=int, default=PER_CLASS, help="correctly classified images kept per class")
+    args = p.parse_args(argv)
+    ckpt_dir = Path(args.checkpoints)
+    evals = sorted(ckpt_dir.glob("*.eval.npz"))
+    if not evals:
+        print(f"error: no *.eval.npz in {ckpt_dir}; run python -m cifar.evaluate first", file=sys.stderr)
+        return 2
+    try:
+        data = load_cifar10(args.data_dir)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    preds = []
+    for e in evals:
+        ev = load_evaluation(e.with_name(e.name.replace(".eval.npz", ".safetensors")))
+        if not np.array_equal(ev["labels"], data.test_labels):
+            print(f"error: {e} was computed on other test labels than {data.source}", file=sys.stderr)
+            return 2
+        preds.append(ev["preds"])
+    idx = select_demo_indices(data.test_labels, preds, args.per_class)
+    out = ckpt_dir / BUNDLE_FILE
+    write_bundle(out, data.test_images, data.test_labels, idx)
+    print(f"wrote {out}: {len(idx)} of {len(data.test_labels)} test images "
+          f"({out.stat().st_size / 1e6:.1f} MB) from {', '.join(e.name for e in evals)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Altair chart builders for the app. Each returns a chart; tests read it back with `.to_dict()`.
+
+The data behind every chart comes from cifar.analysis; this module only decides marks and
+encodings. Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from cifar import SHORT_CLASSES
+from cifar import analysis
+
+SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e"}  # the report's blue / orange
+BEST_COLOR = "#d62728"  # the report's red dashed best-epoch line
+CELL_SELECTION = "cell"  # the confusion heatmap's point selection; the page reads event.selection[CELL_SELECTION]
+
+
+def _best_rule(best_epoch: int) -> alt.Chart:
+    df = pd.DataFrame({"epoch": [best_epoch], "label": [f"best epoch {best_epoch}"]})
+    return alt.Chart(df).mark_rule(strokeDash=[6, 4], color=BEST_COLOR, size=2).encode(
+        x="epoch:Q", tooltip=alt.Tooltip("label:N", title=""))
+
+
+def training_curve(history: Sequence[Mapping[str, float]], best_epoch: int, metric: str = "loss",
+                   title: str | None = None, height: int = 240) -> alt.LayerChart:
+    """Train vs val `metric` ("loss" or "accuracy") per epoch, with a dashed rule at the best epoch."""
+    if metric not in ("loss", "accuracy"):
+        raise ValueError(f"metric must be 'loss' or 'accuracy', got {metric!r}")
+    df = pd.DataFrame([r for r in analysis.history_long(history) if r["metric"] == metric],
+                      columns=["epoch", "split", "metric", "value"])
+    y_axis = alt.Axis(format=".0%") if metric == "accuracy" else alt.Axis()
+    lines = alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", title=metric, axis=y_axis, scale=alt.Scale(zero=False)),
+        color=alt.Color("split:N", title=None, scale=alt.Scale(domain=list(SPLIT_COLORS), range=list(SPLIT_COLORS.values())),
+                        legend=alt.Legend(orient="top")),
+        tooltip=["epoch:Q", "split:N", alt.Tooltip("value:Q", format=".4f")],
+    )
+    layers = [lines]
+    if best_epoch:
+        layers.append(_best_rule(best_epoch))
+    return alt.layer(*layers).properties(title=title or f"{metric}: train vs val", height=height)
+
+
+def lr_schedule(history: Sequence[Mapping[str, float]], best_epoch: int = 0, title: str = "learning rate",
+                height: int = 200) -> alt.LayerChart:
+    """The lr each epoch started with (log scale when every lr is positive), best epoch dashed."""
+    df = pd.DataFrame(analysis.lr_records(history), columns=["epoch", "lr"])
+    log = bool(len(df)) and bool((df["lr"] > 0).all())
+    line = alt.Chart(df).mark_line(point=True, color="#2ca02c", interpolate="step-after").encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("lr:Q", title="lr", scale=alt.Scale(type="log") if log else alt.Scale(), axis=alt.Axis(format="~e")),
+        tooltip=["epoch:Q", alt.Tooltip("lr:Q", format=".2e")],
+    )
+    layers = [line]
+    if best_epoch:
+        layers.append(_best_rule(best_epoch))
+    return alt.layer(*layers).properties(title=title, height=height)
+
+
+def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool = False,
+                      selectable: bool = True, size: int = 440) -> alt.LayerChart:
+    """Rows = true, columns = predicted; colour and label = counts or row shares; cells clickable.
+
+    A click selects the cell through the point selection named CELL_SELECTION on the fields
+    true_idx / pred_idx (see analysis.selected_cell).
+    """
+    df = pd.DataFrame(analysis.confusion_records(cm, names))
+    value = "rate" if normalized else "count"
+    top = float(df[value].max()) if len(df) else 0.0
+    df["dark"] = df[value] > 0.55 * top if top > 0 else False
+    base = alt.Chart(df).encode(
+        x=alt.X("pred:N", sort=list(names), title="predicted", axis=alt.Axis(labelAngle=-40, orient="top")),
+        y=alt.Y("true:N", sort=list(names), title="true"),
+    )
+    tooltip = [alt.Tooltip("true:N", title="true"), alt.Tooltip("pred:N", title="predicted"),
+               alt.Tooltip("count:Q", title="images"), alt.Tooltip("rate:Q", title="share of true class", format=".1%")]
+    rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color(f"{value}:Q", title="share of row" if normalized else "images",
+                        scale=alt.Scale(scheme="blues"), legend=alt.Legend(format=".0%" if normalized else "d")),
+        tooltip=tooltip,
+    )
+    if selectable:
+        sel = alt.selection_point(name=CELL_SELECTION, fields=["true_idx", "pred_idx"], on="click", toggle=False)
+        rect = rect.add_params(sel).encode(
+            opacity=alt.condition(sel, alt.value(1.0), alt.value(0.55)),
+        )
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text(f"{value}:Q", format=".0%" if normalized else "d"),
+        color=alt.condition("datum.dark", alt.value("white"), alt.value("black")),
+        tooltip=tooltip,
+    )
+    return alt.layer(rect, text).properties(width=size, height=size)
+
+
+def prf_bars(classification: Mapping[str, Any], height: int = 260) -> alt.Chart:
+    """Grouped bars: precision, recall and F1 per class."""
+    df = pd.DataFrame(analysis.prf_long(classification))
+    order = ["precision", "recall", "f1"]
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("class:N", sort=list(SHORT_CLASSES), title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("metric:N", sort=order),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=".0%")),
+        color=alt.Color("metric:N", sort=order, title=None, legend=alt.Legend(orient="top")),
+        tooltip=["class:N", "metric:N", alt.Tooltip("value:Q", format=".3f")],
+    ).properties(height=height)
+
+
+def tune_heatmap(grid: Mapping[str, Any], height: int = 220) -> alt.LayerChart:
+    """Best val accuracy per (lr, batch size) cell of the tuning grid; failed cells grey."""
+    df = pd.DataFrame(grid["cells"], columns=["lr", "batch_size", "best_val_acc", "trials", "failed", "lr_label"])
+    df["label"] = [("failed" if acc is None or pd.isna(acc) else f"{acc:.1%}") for acc in df["best_val_acc"]]
+    lr_order = [f"{v:g}" for v in sorted(df["lr"].unique())]
+    base = alt.Chart(df).encode(
+        x=alt.X("batch_size:O", title="batch size"),
+        y=alt.Y("lr_label:O", title="learning rate", sort=lr_order),
+    )
+    tooltip = [alt.Tooltip("lr_label:N", title="lr"), alt.Tooltip("batch_size:O", title="batch"),
+               alt.Tooltip("best_val_acc:Q", title="best val acc", format=".2%"),
+               alt.Tooltip("trials:Q"), alt.Tooltip("failed:Q")]
+    rect = base.mark_rect(stroke="white").encode(
+        color=alt.condition("isValid(datum.best_val_acc)",
+                            alt.Color("best_val_acc:Q", title="val acc", scale=alt.Scale(scheme="greens"),
+                                      legend=alt.Legend(format=".0%")),
+                            alt.value("#dddddd")),
+        tooltip=tooltip,
+    )
+    text = base.mark_text(fontSize=13).encode(text="label:N", tooltip=tooltip)
+    return alt.layer(rect, text).properties(height=height)
+
+
+def per_class_accuracy(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, str], height: int = 260) -> alt.LayerChart:
+    """Per-class test accuracy: bars for our models, black ticks for the report's published numbers.
+
+    rows: analysis.per_class_rows output; titles: model key → display name.
+    """
+    long = [{"class": r["class"], "model": titles[m], "source": src, "value": r.get(f"{m} · {src}")}
+            for r in rows for m in titles for src in ("ours", "report")]
+    df = pd.DataFrame([x for x in long if x["value"] is not None], columns=["class", "model", "source", "value"])
+    models = list(titles.values())
+    enc = dict(
+        x=alt.X("class:N", sort=list(SHORT_CLASSES), title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("model:N", sort=models, scale=alt.Scale(domain=models)),
+        y=alt.Y("value:Q", title="test accuracy", axis=alt.Axis(format=".0%"), scale=alt.Scale(domain=[0, 1])),
+        tooltip=["class:N", "model:N", "source:N", alt.Tooltip("value:Q", format=".1%")],
+    )
+    bars = alt.Chart(df).transform_filter(alt.datum.source == "ours").mark_bar().encode(
+        color=alt.Color("model:N", sort=models, title=None, legend=alt.Legend(orient="top")), **enc)
+    ticks = alt.Chart(df).transform_filter(alt.datum.source == "report").mark_tick(
+        color="black", thickness=2, orient="horizontal").encode(**enc)
+    return alt.layer(bars, ticks).properties(height=height)

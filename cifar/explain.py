@@ -1,0 +1,455 @@
+"""Explanations: forward-hook feature maps (one context manager) and Captum attributions.
+
+Everything here is pure (tensors in, numpy out) and Streamlit-free, so the app can cache it.
+
+Three rules keep the hooks honest (the pytorch-grad-cam lessons, see STYLE.md):
+
+- Every hook this module registers lives inside `capture`, which removes every handle on exit, even
+  on exceptions. Captum's own hooks (Guided Backprop, Grad-CAM) are removed by Captum; `attribute`
+  checks afterwards, and `count_hooks` lets tests prove nothing leaks.
+- Feature maps and attributions run on a private *explanation copy* of the model (deep copy, eval
+  mode, fp32, every ReLU with `inplace=False`, no parameter gradients), cached per model. The
+  models use `ReLU(inplace=True)`, which breaks Guided Backprop and would overwrite a captured BN
+  output with its ReLU'd version; the copy also means the app's own model is never hooked or put
+  into another mode while another session uses it.
+- One lock serialises work on the copies: Streamlit serves sessions from threads that share a
+  cached model, and a Guided Backprop hook must not leak into another session's Saliency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import operator
+import threading
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+METHODS = ("Integrated Gradients", "Saliency", "SmoothGrad", "Guided Backprop", "Grad-CAM", "Occlusion")
+BASELINES = ("black", "zero")
+# Black pixels (uint8 0) in the report's [-1, 1] normalisation; "zero" is mid-grey (127.5).
+_BASELINE_VALUE = {"black": -1.0, "zero": 0.0}
+# Grad-CAM at 8×8: the last stage that still has some resolution (layer4 / pool3 are 4×4).
+_GRADCAM_DEFAULTS = {"ResNet": "layer3", "CustomCNN": "conv3.2"}
+# Images per forward/backward pass inside IG, SmoothGrad and Occlusion: all 50 IG steps of ResNet18
+# at 32×32 fit in ~0.4 GB of activations, and one big batch is much faster than many small ones.
+MAX_BATCH = 64
+# Modules whose output a student wants to look at (when it is a 4D map bigger than 1×1).
+_LEAF_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d)
+
+_LOCK = threading.RLock()
+
+
+# ---------------------------------------------------------------------------------------- hooks
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Hooks registered on the model's modules: forward, forward-pre, backward and backward-pre.
+
+    A superset of `sum(len(m._forward_hooks))`: Captum's Guided Backprop registers forward-pre hooks
+    too, so counting only forward hooks could miss a leak.
+    """
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
+        for m in model.modules()
+    )
+
+
+def _candidates(model: nn.Module) -> list[str]:
+    """Names of the modules `feature_layers` considers, in registration order (no forward pass)."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    blocks = (BasicBlock, Bottleneck)
+    names = []
+    for parent_name, parent in model.named_modules():
+        for child_name, child in parent.named_children():
+            # BasicBlock calls its one `relu` twice; its block output is listed instead.
+            shared_relu = isinstance(parent, blocks) and isinstance(child, nn.ReLU)
+            if (isinstance(child, _LEAF_TYPES) and not shared_relu) or isinstance(child, blocks):
+                names.append(f"{parent_name}.{child_name}" if parent_name else child_name)
+    return names
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if not name or name not in modules:
+        raise KeyError(f"{type(model).__name__} has no layer {name!r}; layers include: {', '.join(_candidates(model))}")
+    return modules[name]
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, layer_names: str | Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Hook the named layers; yield a dict name → output (detached, CPU, float32) filled by forward passes.
+
+    Every handle is removed on exit, even when the block raises. Each hook copies its output at
+    once, so a later in-place op (ReLU(inplace=True) after BN, the residual `out += identity`)
+    cannot change what was captured. A module called twice per forward (torchvision's BasicBlock
+    reuses one `relu`) keeps its last call, which is the block output. Forward passes from other
+    threads are ignored, so a shared model can be captured while another session predicts.
+    """
+    names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
+    modules = {name: _module(model, name) for name in names}  # raises before any hook exists
+    owner = threading.get_ident()
+    captured: dict[str, torch.Tensor] = {}
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _inputs, output) -> None:
+            if threading.get_ident() != owner:
+                return
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            captured[name] = out.detach().to(
+                "cpu", torch.float32, copy=True, memory_format=torch.contiguous_format
+            )
+
+        return hook
+
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """model.eval() for the block, then the previous mode back (a no-op for the app's eval models)."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
+
+
+# ------------------------------------------------------------------------------ the private copy
+
+_COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    # Storage address and in-place version of every weight: load_state_dict, an optimizer step or a
+    # .to() all change one of them, so a stale copy is rebuilt rather than silently explained.
+    return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+def _explainer(model: nn.Module) -> nn.Module:
+    """The model's explanation copy: eval, fp32, no in-place ReLU, no parameter gradients, no hooks."""
+    key = _fingerprint(model)
+    cached = _COPIES.get(model)
+    if cached is not None and cached[0] == key and count_hooks(cached[1]) == 0:
+        return cached[1]
+    # channels_last: oneDNN's convolutions are faster in NHWC (IG on ResNet18 ~20% faster here).
+    twin = copy.deepcopy(model).float().eval().to(memory_format=torch.channels_last)
+    for m in twin.modules():
+        # deepcopy also copies hooks someone left on the original; the copy starts clean.
+        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks):
+            hooks.clear()
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    twin.requires_grad_(False)
+    _COPIES[model] = (key, twin)
+    return twin
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _as_batch(x: torch.Tensor, model: nn.Module, *, single: bool) -> torch.Tensor:
+    """(3,H,W) or (N,3,H,W) float → (N,3,H,W) fp32 on the model's device, in its memory format."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a normalised image batch of shape (N, 3, H, W), got {tuple(x.shape)}")
+    if single and x.shape[0] != 1:
+        raise ValueError(f"expected one image (1, 3, H, W), got a batch of {x.shape[0]}")
+    if x.dtype == torch.uint8:
+        raise TypeError("expected a normalised float image; apply cifar.data.normalize to uint8 first")
+    x = x.detach().to(_device(model), torch.float32)
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is not None and conv.weight.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def to_input(image: np.ndarray) -> torch.Tensor:
+    """One uint8 (H, W, 3) image (as from cifar.images.to_model_input) → normalised (1, 3, H, W) float."""
+    from cifar.data import normalize, to_tensor
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    return normalize(to_tensor(image[None]).contiguous())
+
+
+# ---------------------------------------------------------------------------------- predictions
+
+
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities (N, classes) float32 for a normalised batch, in eval mode without grad."""
+    x = _as_batch(x, model, single=False)
+    with torch.no_grad(), _eval_mode(model):
+        probs = [torch.softmax(model(chunk).float(), dim=1) for chunk in x.split(batch_size)]
+    return torch.cat(probs).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------- feature maps
+
+
+def _trace(model: nn.Module, input_size: tuple[int, int, int]) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, output shape) of every candidate layer, in the order a forward pass reaches them."""
+    twin = _explainer(model)
+    with capture(twin, _candidates(twin)) as acts, torch.no_grad():
+        twin(torch.zeros(1, *input_size, device=_device(twin)))
+    # `acts` keeps the order the hooks first fired in (a block after its convs), not registration order.
+    return [(n, tuple(a.shape[1:])) for n, a in acts.items()]
+
+
+def layer_shapes(model: nn.Module, *, input_size: tuple[int, int, int] = (3, 32, 32)) -> dict[str, tuple[int, int, int]]:
+    """Output shape (C, H, W) of each layer in `feature_layers`, from one forward pass of zeros."""
+    with _LOCK:
+        return {n: s for n, s in _trace(model, input_size) if len(s) == 3 and s[1] * s[2] > 1}
+
+
+def feature_layers(model: nn.Module, *, input_size: tuple[int, int, int] = (3, 32, 32)) -> dict[str, nn.Module]:
+    """Layers worth showing as feature maps, in forward order, by the model's own module names.
+
+    Every Conv2d, BatchNorm2d, ReLU and pooling layer whose output is a 4D map larger than 1×1,
+    plus each ResNet block ("layer1.0" … "layer4.1", the block output after its final ReLU). The
+    ReLU that a BasicBlock shares between its two calls is left out (its block is listed), and so
+    are the ResNet stage containers "layer1"…"layer4": they equal their last block, though
+    `capture`/`feature_maps` accept them too. The 512×1×1 avgpool and the linear head are left out.
+    """
+    modules = dict(model.named_modules())
+    return {name: modules[name] for name in layer_shapes(model, input_size=input_size)}
+
+
+def layer_label(name: str, module: nn.Module, shape: Sequence[int] | None = None) -> str:
+    """A picker label such as "conv1.0 · Conv2d 3→64, 3×3" or "layer3.0 · BasicBlock 128→256, stride 2 → 256×8×8"."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    kind = type(module).__name__
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size
+        detail = f"{module.in_channels}→{module.out_channels}, {k[0]}×{k[1]}"
+        if module.stride != (1, 1):
+            detail += f", stride {module.stride[0]}"
+        if ".downsample." in f".{name}.":
+            detail += " (shortcut)"
+    elif isinstance(module, nn.BatchNorm2d):
+        detail = str(module.num_features)
+    elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        k = module.kernel_size
+        detail = f"{k}×{k}" if isinstance(k, int) else f"{k[0]}×{k[1]}"
+    elif isinstance(module, (BasicBlock, Bottleneck)):
+        last = module.conv3 if isinstance(module, Bottleneck) else module.conv2
+        detail = f"{module.conv1.in_channels}→{last.out_channels}"
+        if module.conv1.stride != (1, 1) or getattr(module.conv2, "stride", (1, 1)) != (1, 1):
+            detail += f", stride {max(module.conv1.stride[0], module.conv2.stride[0])}"
+    else:
+        detail = ""
+    label = f"{name} · {kind} {detail}".rstrip()
+    if shape is not None:
+        label += " → " + "×".join(str(int(s)) for s in shape)
+    return label
+
+
+@dataclass(frozen=True)
+class FeatureMaps:
+    """One layer's activations for one image, strongest channel first.
+
+    Channels are ranked by mean activation over H×W (signed, the raw value): after a ReLU or pool
+    that is how much the channel fires; for a conv or BN layer a channel pushed far below zero
+    ranks last, which is what the following ReLU would zero out. Ties keep channel order.
+    """
+
+    layer: str
+    maps: np.ndarray  # (C', H, W) float32, C' = top or all channels, sorted by strength
+    order: np.ndarray  # (C',) int64: the original channel index of each map
+    strength: np.ndarray  # (C',) float32: mean activation of each map, descending
+    shape: tuple[int, int, int]  # the layer's full output shape (C, H, W)
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor, layer_name: str, top: int | None = None) -> FeatureMaps:
+    """The named layer's activation maps for one normalised image (1, 3, H, W), strongest first."""
+    with _LOCK:
+        twin = _explainer(model)
+        x = _as_batch(x, twin, single=True)
+        with capture(twin, layer_name) as acts, torch.no_grad():
+            twin(x)
+    act = acts[layer_name]
+    if act.ndim != 4:
+        raise ValueError(f"layer {layer_name!r} outputs shape {tuple(act.shape)}, not a (C, H, W) map")
+    maps = act[0].numpy()
+    strength = maps.mean(axis=(1, 2))
+    order = np.argsort(-strength, kind="stable")
+    if top is not None:
+        order = order[: max(int(top), 0)]
+    return FeatureMaps(
+        layer=layer_name,
+        maps=np.ascontiguousarray(maps[order]),
+        order=order.astype(np.int64),
+        strength=strength[order].astype(np.float32),
+        shape=tuple(int(s) for s in maps.shape),
+    )
+
+
+# ---------------------------------------------------------------------------------- attributions
+
+
+def default_gradcam_layer(model: nn.Module) -> str:
+    """Grad-CAM's layer: ResNet "layer3" and CustomCNN "conv3.2" (8×8), else the last map at least 8×8."""
+    for cls in type(model).__mro__:
+        if cls.__name__ in _GRADCAM_DEFAULTS and _GRADCAM_DEFAULTS[cls.__name__] in dict(model.named_modules()):
+            return _GRADCAM_DEFAULTS[cls.__name__]
+    shapes = layer_shapes(model)
+    big = [n for n, (_, h, w) in shapes.items() if min(h, w) >= 8]
+    if not big:
+        raise ValueError(f"{type(model).__name__} has no 4D layer to run Grad-CAM on")
+    return big[-1]
+
+
+def _num_classes(model: nn.Module) -> int | None:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else None
+
+
+def attribute(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int,
+    method: str,
+    *,
+    steps: int = 50,
+    n_samples: int = 20,
+    stdev: float = 0.15,
+    window: int = 8,
+    stride: int = 4,
+    layer: str | None = None,
+    baseline: Literal["black", "zero"] = "black",
+) -> np.ndarray:
+    """A signed (H, W) float32 attribution map of the target logit for one normalised image (1, 3, H, W).
+
+    Channels are summed (per-channel attributions of a pixel add up, so Integrated Gradients keeps
+    its completeness: the map sums to logit(x) - logit(baseline)). Per method:
+
+    - Integrated Gradients: `steps` Gauss-Legendre steps from the baseline image, batched.
+    - Saliency: the signed gradient (abs=False); summed over channels it is d logit / d brightness.
+    - SmoothGrad: the mean signed gradient over `n_samples` copies with Gaussian noise of std
+      `stdev` in normalised units (the input spans 2.0, so 0.15 is 7.5% of the range).
+    - Guided Backprop: gradients with negative ReLU gradients zeroed.
+    - Grad-CAM: on `layer` (default `default_gradcam_layer`), ReLU'd as in the paper, so ≥ 0,
+      bilinearly upsampled to the input size. `layer` is ignored by the other methods.
+    - Occlusion: logit drop when a `window`×`window` patch (all 3 channels) is set to the baseline,
+      sliding by `stride`, averaged over the patches covering each pixel. Channels are equal here,
+      so the map is their mean, not their sum.
+
+    `baseline`: "black" = -1 (uint8 0) or "zero" = 0 (mid-grey) in normalised space; used by
+    Integrated Gradients and Occlusion.
+    """
+    from captum.attr import (
+        GuidedBackprop,
+        IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
+        NoiseTunnel,
+        Occlusion,
+        Saliency,
+    )
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
+    n_classes = _num_classes(model)
+    try:
+        target = operator.index(target)
+    except TypeError:
+        raise ValueError(f"target must be an integer class index, got {target!r}") from None
+    if target < 0 or (n_classes is not None and target >= n_classes):
+        raise ValueError(f"target must be a class index in 0..{(n_classes or 1) - 1}, got {target}")
+    for arg, value in (("steps", steps), ("n_samples", n_samples), ("window", window), ("stride", stride)):
+        if int(value) < 1:
+            raise ValueError(f"{arg} must be at least 1, got {value}")
+    base = _BASELINE_VALUE[baseline]
+
+    with _LOCK:
+        twin = _explainer(model)
+        x = _as_batch(x, twin, single=True)
+        size = tuple(x.shape[-2:])
+        try:
+            with warnings.catch_warnings():
+                # Captum announces its own (temporary) ReLU hooks and input grads on every call.
+                warnings.filterwarnings("ignore", message=".*backward hooks on ReLU.*")
+                warnings.filterwarnings("ignore", message=".*required_grads has been set automatically.*")
+                if method == "Occlusion":
+                    w, s = min(int(window), *size), int(stride)
+                    n_windows = ((size[0] - w) // s + 1) * ((size[1] - w) // s + 1)
+                    attr = Occlusion(twin).attribute(
+                        x,
+                        sliding_window_shapes=(3, w, w),
+                        strides=(3, s, s),
+                        baselines=base,
+                        target=target,
+                        perturbations_per_eval=min(n_windows, MAX_BATCH),
+                    )
+                    return attr[0].mean(0).cpu().numpy().astype(np.float32)
+                x = x.clone().requires_grad_(True)
+                if method == "Integrated Gradients":
+                    attr = IntegratedGradients(twin).attribute(
+                        x, baselines=base, target=target, n_steps=int(steps),
+                        internal_batch_size=min(int(steps), MAX_BATCH),
+                    )
+                elif method == "Saliency":
+                    attr = Saliency(twin).attribute(x, target=target, abs=False)
+                elif method == "SmoothGrad":
+                    attr = NoiseTunnel(Saliency(twin)).attribute(
+                        x, nt_type="smoothgrad", nt_samples=int(n_samples),
+                        nt_samples_batch_size=min(int(n_samples), MAX_BATCH), stdevs=float(stdev),
+                        target=target, abs=False,
+                    )
+                elif method == "Guided Backprop":
+                    attr = GuidedBackprop(twin).attribute(x, target=target)
+                else:  # Grad-CAM
+                    name = layer or default_gradcam_layer(model)
+                    cam = LayerGradCam(twin, _module(twin, name)).attribute(x, target=target, relu_attributions=True)
+                    if cam.ndim != 4:
+                        raise ValueError(f"Grad-CAM needs a layer with a (C, H, W) output; {name!r} has {tuple(cam.shape)}")
+                    attr = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
+                return attr[0].sum(0).detach().cpu().numpy().astype(np.float32)
+        finally:
+            if count_hooks(twin):
+                # A hook survived (a Captum bug or an interrupt): drop the copy, build a clean one next time.
+                _COPIES.pop(model, None)
+
+
+def to_display(attr: np.ndarray, mode: Literal["signed", "absolute"] = "signed", *, percentile: float = 99.0) -> np.ndarray:
+    """Scale an attribution map for display: signed → [-1, 1], absolute → |attr| in [0, 1].
+
+    Divides by the `percentile` of |attr| rather than the max, so a few extreme pixels do not wash
+    out the rest; values beyond it are clipped. An all-zero (or non-finite) map stays zero.
+    """
+    if mode not in ("signed", "absolute"):
+        raise ValueError(f"mode must be 'signed' or 'absolute', got {mode!r}")
+    a = np.nan_to_num(np.asarray(attr, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    scale = float(np.percentile(np.abs(a), percentile)) if a.size else 0.0
+    if scale <= 0:
+        scale = float(np.abs(a).max()) if a.size else 0.0
+    if scale <= 0:
+        return np.zeros_like(a)
+    a = a / scale
+    return np.clip(np.abs(a), 0.0, 1.0) if mode == "absolute" else np.clip(a, -1.0, 1.0)

@@ -1,0 +1,333 @@
+"""The Streamlit app through streamlit.testing.v1.AppTest, on tiny fixture checkpoints (app_fixtures.py).
+
+Every page runs without an exception and shows its key content; the gallery matches the confusion
+matrix; bad uploads and missing/corrupt files give one clear message; no hook survives reruns.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_fixtures import app_checkpoints_once
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+PAGES = {
+    "overview": "app_pages/1_overview.py",
+    "training": "app_pages/2_training.py",
+    "metrics": "app_pages/3_metrics.py",
+    "misclassifications": "app_pages/4_misclassifications.py",
+    "feature_maps": "app_pages/5_feature_maps.py",
+    "attributions": "app_pages/6_attributions.py",
+    "your_image": "app_pages/7_your_image.py",
+}
+# Generous: the first run imports torch and loads both models; CI machines can be slow.
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory) -> Path:
+    return app_checkpoints_once(tmp_path_factory)
+
+
+@pytest.fixture
+def app_env(ckpt, tmp_path, monkeypatch):
+    """The app pointed at the fixture checkpoints, with no dataset (so it uses the demo bundle)."""
+    monkeypatch.setenv("CIFAR_CHECKPOINTS", str(ckpt))
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data"))
+    return ckpt
+
+
+@pytest.fixture
+def damaged(ckpt, tmp_path, monkeypatch):
+    """A private copy of the checkpoints that a test may break; the app points at it."""
+    dst = shutil.copytree(ckpt, tmp_path / "checkpoints")
+    monkeypatch.setenv("CIFAR_CHECKPOINTS", str(dst))
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data"))
+    return dst
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.switch_page(PAGES[page]).run()
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything a user reads on the page, as one string."""
+    parts = [e.value for e in (*at.title, *at.header, *at.subheader, *at.markdown, *at.caption, *at.error,
+                               *at.info, *at.warning, *at.code)]
+    parts += [str(m.value) for m in at.metric]
+    return "\n".join(map(str, parts))
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def cnn_eval(ckpt: Path) -> dict:
+    with np.load(ckpt / "cnn.eval.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+# ------------------------------------------------------------------------------ every page
+
+CONTENT = {
+    "overview": ["CustomCNN vs ResNet18", "test accuracy", "report"],
+    "training": ["Training curves", "best epoch", "tuning grid"],
+    "metrics": ["Metrics · CustomCNN", "Confusion matrix", "Most confused pairs"],
+    "misclassifications": ["Misclassifications · CustomCNN", "classifies"],
+    "feature_maps": ["Feature maps · CustomCNN", "strongest"],
+    "attributions": ["Attributions", "Target"],
+    "your_image": ["Try your own image", "Upload"],
+}
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_runs_and_shows_its_content(app_env, page):
+    at = open_page(page)
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    shown = texts(at)
+    for words in CONTENT[page]:
+        assert words in shown, f"{page}: {words!r} not shown"
+
+
+def test_overview_numbers_come_from_the_artifacts(app_env):
+    at = open_page("overview")
+    acc = (cnn_eval(app_env)["preds"] == cnn_eval(app_env)["labels"]).mean()
+    assert f"{acc:.2%}" in [m.value for m in at.metric]
+    tables = [d.value for d in at.dataframe]
+    acc_table = next(t for t in tables if "metric" in t.columns)
+    row = acc_table[acc_table["metric"] == "test accuracy"].iloc[0]
+    assert row["cnn · ours"] == pytest.approx(acc)
+    assert row["cnn · report"] == pytest.approx(0.8725)
+    assert row["resnet18 · report"] == pytest.approx(0.9464)
+
+
+def test_training_page_notes_a_missing_tuning_csv(damaged):
+    (damaged / "tune_cnn.csv").unlink()
+    at = open_page("training")
+    no_exception(at)
+    assert "tune_cnn.csv" in texts(at) and "is absent" in texts(at)
+    assert any("python -m cifar.tune" in c.value for c in at.code)
+
+
+def test_no_pages_folder_beside_the_entrypoint():
+    # A pages/ folder there puts Streamlit 1.67 in its old multipage mode on a first deep-link visit:
+    # the page runs without streamlit_app.py (no navigation, no model picker). See streamlit_app.py.
+    assert not (ROOT / "pages").exists()
+
+
+# ------------------------------------------------------------------------------ galleries
+
+
+def test_gallery_shows_exactly_the_confusion_cell(app_env):
+    ev = cnn_eval(app_env)
+    from cifar.metrics import confusion
+
+    cm = confusion(ev["labels"], ev["preds"])
+    off = [(cm[t, p], t, p) for t in range(10) for p in range(10) if t != p and 0 < cm[t, p] <= 24]
+    count, t, p = max(off)
+    at = open_page("misclassifications", mis_true=t, mis_pred=p)
+    no_exception(at)
+    assert len(at.image) == count
+    assert f"**{count}**" in texts(at)
+    # Most confident first: the captions' first class is the predicted one, in falling order.
+    shown = [int(c.split(" · ")[0][1:]) for img in at.image for c in img.captions]
+    assert sorted(shown) == np.flatnonzero((ev["labels"] == t) & (ev["preds"] == p)).tolist()
+    conf = ev["probs"][shown, p]
+    assert (np.diff(conf) <= 0).all()
+
+
+def test_metrics_page_opens_the_selected_cells_gallery(app_env):
+    ev = cnn_eval(app_env)
+    t, p = int(ev["labels"][0]), int(ev["preds"][0])
+    n = int(((ev["labels"] == t) & (ev["preds"] == p)).sum())
+    at = open_page("metrics", gallery_pair=(t, p))
+    no_exception(at)
+    assert len(at.image) == min(n, 12)
+
+
+def test_right_by_one_wrong_by_the_other_filter(app_env):
+    ev = cnn_eval(app_env)
+    with np.load(app_env / "resnet18.eval.npz") as z:
+        other = z["preds"]
+    t = int(ev["labels"][0])
+    p = int(ev["preds"][0])
+    at = open_page("misclassifications", mis_true=t, mis_pred=p)
+    at.toggle(key="mis_only").set_value(True).run()
+    no_exception(at)
+    mask = (ev["labels"] == t) & (ev["preds"] == p)
+    want = mask & ((other == ev["labels"]) if t != p else (other != ev["labels"]))
+    assert len(at.image) == min(int(want.sum()), 24)
+
+
+def test_explain_button_opens_feature_maps_on_that_image(app_env):
+    ev = cnn_eval(app_env)
+    t, p = int(ev["labels"][0]), int(ev["preds"][0])
+    at = open_page("misclassifications", mis_true=t, mis_pred=p)
+    button = next(b for b in at.button if b.key and b.key.startswith("mis_cnn_x"))
+    index = int(button.key.rsplit("_x", 1)[1])
+    button.click().run()
+    no_exception(at)
+    assert "Feature maps" in at.title[0].value
+    assert at.number_input(key="fm_index").value == index
+
+
+def test_model_picker_persists_across_pages(app_env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.sidebar.radio(key="model").set_value("resnet18").run()
+    at.switch_page(PAGES["metrics"]).run()
+    no_exception(at)
+    assert at.title[0].value == "Metrics · ResNet18"
+    at.switch_page(PAGES["feature_maps"]).run()
+    assert at.title[0].value == "Feature maps · ResNet18"
+
+
+# ------------------------------------------------------------------------------ missing and broken files
+
+
+def test_missing_checkpoint_names_the_rebuild_command_and_the_other_model_works(damaged):
+    (damaged / "resnet18.safetensors").unlink()
+    at = open_page("overview")
+    no_exception(at)
+    assert len(at.error) == 1
+    msg = at.error[0].value
+    assert "resnet18.safetensors" in msg and "is missing" in msg
+    assert "python -m cifar.train --model resnet18 --recipe fast" in msg
+    assert f"cp runs/resnet18-fast/resnet18.safetensors" in msg
+    assert any(m.label == "test accuracy" for m in at.metric)  # the CNN's card still renders
+
+    at = open_page("attributions")
+    no_exception(at)
+    assert len(at.error) == 1 and "resnet18.safetensors" in at.error[0].value
+    assert any(i.captions == ["overlay"] for i in at.image)  # the CNN's attribution still renders
+
+
+def test_corrupt_checkpoint_is_reported_on_the_model_pages(damaged):
+    path = damaged / "resnet18.safetensors"
+    path.write_bytes(path.read_bytes()[:5000])
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.sidebar.radio(key="model").set_value("resnet18").run()
+    at.switch_page(PAGES["feature_maps"]).run()
+    no_exception(at)
+    assert len(at.error) == 1
+    assert "resnet18.safetensors" in at.error[0].value and "python -m cifar.train" in at.error[0].value
+
+
+def test_missing_evaluation_names_the_evaluate_command(damaged):
+    (damaged / "cnn.eval.npz").unlink()
+    at = open_page("metrics")
+    no_exception(at)
+    assert len(at.error) == 1
+    assert f"python -m cifar.evaluate --checkpoint {damaged / 'cnn.safetensors'}" in at.error[0].value
+
+
+def test_full_test_set_is_used_when_the_data_is_there(ckpt, monkeypatch):
+    monkeypatch.setenv("CIFAR_CHECKPOINTS", str(ckpt))
+    monkeypatch.setenv("CIFAR10_DIR", str(ckpt.parent / "data"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    no_exception(at)
+    assert "the full test set" in "\n".join(c.value for c in at.sidebar.caption)
+    at.switch_page(PAGES["misclassifications"]).run()
+    no_exception(at)
+    assert at.image
+
+
+# ------------------------------------------------------------------------------ uploads
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny valid-looking PNG whose header claims width × height (a decompression bomb's header)."""
+    data = png_bytes(Image.new("L", (1, 1)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return data[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[33:]
+
+
+GOOD = {
+    "rgba.png": lambda: png_bytes(Image.new("RGBA", (40, 30), (200, 20, 20, 128))),
+    "grey.png": lambda: png_bytes(Image.new("L", (64, 64), 90)),
+    "palette.gif": lambda: png_bytes(Image.new("RGB", (50, 50), (10, 200, 10)).convert("P"), "GIF"),
+    "deep.png": lambda: png_bytes(Image.fromarray(np.full((33, 33), 40000, dtype=np.uint16))),
+    "photo.webp": lambda: png_bytes(Image.new("RGB", (48, 36), (20, 20, 220)), "WEBP"),
+}
+BAD = {
+    "notes.png": (lambda: b"this is not an image at all", "not an image"),
+    "empty.png": (lambda: b"", "empty"),
+    "cut.png": (lambda: png_bytes(Image.effect_noise((64, 64), 80))[:300], "truncated or corrupt"),
+    "huge.png": (lambda: png_claiming_size(20000, 20000), "megapixels"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_upload_gives_one_clear_message(app_env, name):
+    make, words = BAD[name]
+    at = open_page("your_image")
+    at.file_uploader[0].set_value((name, make(), "image/png")).run()
+    no_exception(at)
+    assert len(at.error) == 1
+    assert words in at.error[0].value
+
+
+def test_good_uploads_of_every_mode_are_predicted_by_both_models(app_env):
+    at = open_page("your_image")
+    for name, make in GOOD.items():
+        at.file_uploader[0].set_value((name, make(), "image/png")).run()
+        no_exception(at)
+        assert not at.error, (name, [e.value for e in at.error])
+        assert len(at.get("progress")) == 6, name  # top-3 of both models
+    next(b for b in at.button if b.label.startswith("Attributions")).click().run()
+    no_exception(at)
+    assert at.title[0].value == "Attributions"
+    assert "your upload" in texts(at) or any("your upload" in c for i in at.image for c in i.captions)
+
+
+# ------------------------------------------------------------------------------ hooks
+
+
+def test_no_hook_survives_reruns(app_env):
+    from cifar import explain
+    from app_pages import _shared
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    for model in ("cnn", "resnet18"):
+        at.session_state["model"] = model  # the sidebar picker's state (AppTest drops the sidebar after a switch)
+        at.switch_page(PAGES["feature_maps"]).run()
+        names = list(_shared.layer_options(model))  # raw layer names (the picker shows labels)
+        assert len(names) == len(at.selectbox(key=f"fm_layer_{model}").options)
+        for name in (names[0], names[len(names) // 2], names[-1]):
+            at.session_state[f"fm_layer_{model}"] = name
+            at.run()
+            no_exception(at)
+            assert at.selectbox(key=f"fm_layer_{model}").value == name
+    at.switch_page(PAGES["attributions"]).run()
+    for method in ("Guided Backprop", "Grad-CAM", "Saliency"):
+        at.selectbox(key="at_method").set_value(method).run()
+        no_exception(at)
+    for model in ("cnn", "resnet18"):
+        net = _shared.load_model(model)  # the very object the app's cache holds
+        assert explain.count_hooks(net) == 0
+        twin = explain._COPIES.get(net)
+        assert twin is not None and explain.count_hooks(twin[1]) == 0

@@ -1,0 +1,55 @@
+"""The demo bundle: which test images ship, and how the app finds images with or without the dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifar.bundle import BUNDLE_FILE, load_test_images, select_demo_indices, write_bundle
+
+
+def test_selection_keeps_every_error_and_per_class_correct_ones():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 30)
+    a = labels.copy()
+    a[rng.choice(300, 20, replace=False)] = 0  # some of these become errors (those not of class 0)
+    b = labels.copy()
+    b[rng.choice(300, 15, replace=False)] = 9
+    idx = select_demo_indices(labels, [a, b], per_class=5)
+    wrong = np.flatnonzero((a != labels) | (b != labels))
+    assert set(wrong) <= set(idx)
+    right = np.setdiff1d(idx, wrong)
+    # exactly 5 correct images per class (every class has more than 5 correct ones here)
+    assert np.bincount(labels[right], minlength=10).tolist() == [5] * 10
+    assert np.all(np.diff(idx) > 0), "sorted and unique, so TestImages.position can bisect"
+
+
+def test_selection_is_deterministic_and_capped_by_what_exists():
+    labels = np.array([0, 0, 1, 1, 1])
+    preds = [np.array([0, 1, 1, 1, 1])]
+    first = select_demo_indices(labels, preds, per_class=10)
+    assert first.tolist() == [0, 1, 2, 3, 4]  # all there is
+    assert np.array_equal(first, select_demo_indices(labels, preds, per_class=10))
+
+
+def test_bundle_round_trip_and_positions(tmp_path):
+    images = np.arange(20 * 32 * 32 * 3, dtype=np.int64).reshape(20, 32, 32, 3).astype(np.uint8)
+    labels = np.arange(20) % 10
+    keep = np.array([2, 5, 11])
+    write_bundle(tmp_path / BUNDLE_FILE, images, labels, keep)
+    t = load_test_images(tmp_path, data_dir=tmp_path / "no-data-here")
+    assert not t.full
+    assert t.indices.tolist() == [2, 5, 11]
+    assert t.position(5) == 1 and t.position(4) is None and t.position(99) is None
+    assert np.array_equal(t.images[t.position(11)], images[11])
+    assert t.has(np.array([2, 3, 11])).tolist() == [True, False, True]
+
+
+def test_full_dataset_wins_over_bundle(tmp_path, cifar_root):
+    t = load_test_images(tmp_path, data_dir=cifar_root)
+    assert t.full and len(t.indices) == len(t.labels) == 100
+
+
+def test_missing_bundle_and_data_says_how_to_rebuild(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m cifar.bundle"):
+        load_test_images(tmp_path, data_dir=tmp_path / "nothing")

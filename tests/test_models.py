@@ -1,0 +1,132 @@
+"""cifar.models: the report's architectures, parameter for parameter, and the registry's errors."""
+
+from __future__ import annotations
+
+from urllib.error import URLError
+
+import pytest
+import torch
+from torch import nn
+
+from cifar.models import MODELS, CustomCNN, ModelError, build_model, count_parameters, custom_cnn, resnet18_cifar
+
+# Numbers from the report's model summaries.
+CNN_PARAMS = 4_577_290
+RESNET18_PARAMS = 11_173_962
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return resnet18_cifar().eval()
+
+
+def test_custom_cnn_parameter_count():
+    assert count_parameters(CustomCNN()) == CNN_PARAMS
+    assert count_parameters(build_model("cnn", dropout=0.0)) == CNN_PARAMS
+
+
+def test_custom_cnn_dropout_sits_after_fc1():
+    model = custom_cnn(dropout=0.25)
+    kinds = [type(m) for m in model.fc1]
+    assert kinds == [nn.Linear, nn.ReLU, nn.Dropout]
+    assert model.fc1[2].p == 0.25
+
+
+def test_custom_cnn_layer_shapes():
+    # The report's table of output shapes, read with forward hooks on the named stages.
+    expected = {
+        "conv1": (64, 32, 32), "pool1": (64, 16, 16),
+        "conv2": (128, 16, 16), "pool2": (128, 8, 8),
+        "conv3": (256, 8, 8), "pool3": (256, 4, 4),
+        "flatten": (4096,), "fc1": (1024,), "fc2": (10,),
+    }
+    model = CustomCNN().eval()
+    seen = {}
+    handles = [getattr(model, name).register_forward_hook(
+        lambda m, i, o, name=name: seen.__setitem__(name, tuple(o.shape[1:]))) for name in expected]
+    try:
+        with torch.no_grad():
+            logits = model(torch.randn(2, 3, 32, 32))
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == expected
+    assert logits.shape == (2, 10)
+
+
+def test_resnet18_parameter_count(resnet):
+    assert count_parameters(resnet) == RESNET18_PARAMS
+
+
+def test_resnet18_parts_match_the_report(resnet):
+    # A 3×3 stride-1 stem instead of ImageNet's 7×7 (9,408 params), and no maxpool.
+    assert count_parameters(resnet.conv1) == 1_728
+    assert resnet.conv1.kernel_size == (3, 3) and resnet.conv1.stride == (1, 1)
+    assert isinstance(resnet.maxpool, nn.Identity)
+    assert [count_parameters(b) for b in resnet.layer1] == [73_984, 73_984]
+    assert count_parameters(resnet.layer4[1]) == 4_720_640
+    # The report's figures for the two downsampling blocks leave out the 1×1 shortcut's BatchNorm
+    # (2×128 and 2×512 params), though its total of 11,173,962 counts them; compare like with like.
+    shortcut_bn = lambda block: count_parameters(block.downsample[1])  # noqa: E731
+    assert count_parameters(resnet.layer2[0]) - shortcut_bn(resnet.layer2[0]) == 229_888
+    assert count_parameters(resnet.layer4[0]) - shortcut_bn(resnet.layer4[0]) == 3_672_064
+    assert shortcut_bn(resnet.layer2[0]) == 256 and shortcut_bn(resnet.layer4[0]) == 1_024
+    assert count_parameters(resnet.fc) == 5_130
+
+
+def test_resnet18_dropout_head_keeps_the_count():
+    model = resnet18_cifar(dropout=0.3)
+    assert isinstance(model.fc, nn.Sequential)
+    assert [type(m) for m in model.fc] == [nn.Dropout, nn.Linear]
+    assert model.fc[0].p == 0.3
+    assert count_parameters(model) == RESNET18_PARAMS
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+def test_logits_shape(name, resnet):
+    model = resnet if name == "resnet18" else build_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, 32, 32))
+    assert out.shape == (3, 10) and out.dtype == torch.float32
+
+
+def test_resnet18_keeps_spatial_size_into_layer1(resnet):
+    # The point of the CIFAR stem: layer1 sees 32×32, not ImageNet's 8×8.
+    seen = {}
+    h = resnet.layer1.register_forward_hook(lambda m, i, o: seen.__setitem__("layer1", tuple(o.shape)))
+    try:
+        with torch.no_grad():
+            resnet(torch.randn(1, 3, 32, 32))
+    finally:
+        h.remove()
+    assert seen["layer1"] == (1, 64, 32, 32)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ModelError) as e:
+        build_model("nope")
+    msg = str(e.value)
+    assert "'nope'" in msg
+    for name in MODELS:
+        assert name in msg
+
+
+def test_bad_builder_arguments_are_a_model_error():
+    with pytest.raises(ModelError, match="cnn"):
+        build_model("cnn", depth=50)
+
+
+def test_pretrained_offline_is_a_clear_model_error(monkeypatch):
+    import torchvision.models._api as tv_api
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    # The one place torchvision fetches (or reads cached) weights; patched, nothing touches the network.
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
+    with pytest.raises(ModelError) as e:
+        resnet18_cifar(pretrained=True)
+    msg = str(e.value)
+    assert "resnet18" in msg and "URLError" in msg
+    assert "pretrained=False" in msg  # the way out

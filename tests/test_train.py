@@ -1,0 +1,282 @@
+"""cifar.train: determinism, resume (in-process and after a real kill), divergence, and the checkpoint it writes.
+
+Every run here is the tiny one from conftest (64 training images, 3 epochs, CPU fp32), and most tests
+compare against the session's `reference_run` instead of training again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cifar.train as train_mod
+from cifar import CLASSES
+from cifar.checkpoints import load_model, load_state, read_metadata
+from cifar.data import load_cifar10, make_splits
+from cifar.evaluate import load_evaluation
+from cifar.train import RESUME_FILE, TrainingError, build_parser, fit, main
+from conftest import TINY_EPOCHS, VAL_SIZE, tiny_args
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUTS = {"resume.pt", "cnn.safetensors", "cnn.eval.npz", "cnn.metrics.json"}
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def tiny_config(data_dir, out_dir, **overrides):
+    """The TrainConfig that `python -m cifar.train <tiny_args>` builds, with overrides."""
+    cfg = train_mod.config_from_args(build_parser().parse_args(tiny_args(data_dir, out_dir)))
+    return dataclasses.replace(cfg, **overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_splits(cifar_root):
+    cfg = tiny_config(cifar_root, "unused")
+    return make_splits(load_cifar10(cifar_root), cfg.val_size, cfg.split_seed, cfg.limit_train)
+
+
+def without_seconds(history):
+    """Histories of two runs match in everything but the time each epoch took."""
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def weights(path):
+    model, _ = load_model(path)
+    return model.state_dict()
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def copy_resume_state(reference_run, tmp_path) -> Path:
+    """A new run folder holding only the reference run's resume.pt (a finished 3-epoch run)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(reference_run / RESUME_FILE, run / RESUME_FILE)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Determinism
+
+
+class _Stop(Exception):
+    """Raised from inside the loop once the first training batch's loss is known."""
+
+
+def first_step(monkeypatch, cfg, splits, run_dir):
+    """(initial weights, first-batch loss) of the real loop: fit runs until its first loss, then stops."""
+    seen = {}
+    real_build = train_mod.build_model
+
+    def build(name, **kwargs):
+        model = real_build(name, **kwargs)
+        seen.setdefault("weights", {k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    def cross_entropy(*args, **kwargs):
+        seen["loss"] = F.cross_entropy(*args, **kwargs).item()
+        raise _Stop
+
+    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(train_mod, "F", SimpleNamespace(cross_entropy=cross_entropy))
+    with pytest.raises(_Stop):
+        fit(cfg, splits, run_dir, progress=False, log=_quiet)
+    return seen["weights"], seen["loss"]
+
+
+def test_same_seed_same_start(monkeypatch, cifar_root, tiny_splits, tmp_path):
+    cfg = tiny_config(cifar_root, tmp_path)
+    w1, loss1 = first_step(monkeypatch, cfg, tiny_splits, tmp_path / "a")
+    w2, loss2 = first_step(monkeypatch, cfg, tiny_splits, tmp_path / "b")
+    assert loss1 == loss2  # exactly: same weights, same shuffle, same crops and flips, same dropout
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    # ...and the seed is what decides it.
+    w3, loss3 = first_step(monkeypatch, dataclasses.replace(cfg, seed=7), tiny_splits, tmp_path / "c")
+    assert loss3 != loss1
+    assert not torch.equal(w1["conv1.0.weight"], w3["conv1.0.weight"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume
+
+
+def test_stop_then_resume_equals_uninterrupted(cifar_root, tiny_splits, reference_run, tmp_path):
+    cfg = tiny_config(cifar_root, tmp_path)
+    ref = read_metadata(reference_run / "cnn.safetensors")
+
+    assert fit(cfg, tiny_splits, tmp_path, progress=False, log=_quiet, stop_after=1) == {}
+    state = load_state(tmp_path / RESUME_FILE)
+    assert state["epoch"] == 1 and not (tmp_path / "cnn.safetensors").exists()
+    # A fresh run with the same seed repeats the reference's first epoch exactly.
+    assert without_seconds(state["history"]) == without_seconds(ref["history"][:1])
+
+    meta = fit(cfg, tiny_splits, tmp_path, resume=True, progress=False, log=_quiet)
+    assert without_seconds(meta["history"]) == without_seconds(ref["history"])
+    assert (meta["best_epoch"], meta["val_acc"], meta["test_acc"]) == (ref["best_epoch"], ref["val_acc"], ref["test_acc"])
+    assert_same_weights(tmp_path / "cnn.safetensors", reference_run / "cnn.safetensors")
+    # Only the epochs of the second session are timed again; the first session's time is carried.
+    assert meta["history"][0]["seconds"] == state["history"][0]["seconds"]
+
+
+def test_killed_process_resumes_to_the_same_result(cifar_root, reference_run, tmp_path):
+    out = tmp_path / "run"
+    # A real interruption: the process is SIGKILLed (no cleanup, no except blocks) as soon as the
+    # first epoch's resume.pt appears; OMP_NUM_THREADS=1 is inherited from conftest.
+    proc = subprocess.Popen([sys.executable, "-m", "cifar.train", *tiny_args(cifar_root, out)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while not (out / RESUME_FILE).exists():
+            assert proc.poll() is None, f"training exited early: {proc.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "no resume.pt after 10 minutes"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_state(out / RESUME_FILE)["epoch"]
+    assert 1 <= killed_at < TINY_EPOCHS and not (out / "cnn.safetensors").exists(), "the kill came too late"
+
+    assert main(tiny_args(cifar_root, out, "--resume")) == 0
+    meta = read_metadata(out / "cnn.safetensors")
+    ref = read_metadata(reference_run / "cnn.safetensors")
+    assert without_seconds(meta["history"]) == without_seconds(ref["history"])
+    assert meta["test_acc"] == ref["test_acc"]
+    assert_same_weights(out / "cnn.safetensors", reference_run / "cnn.safetensors")
+
+
+def test_resume_of_a_finished_run_rewrites_the_same_checkpoint(cifar_root, tiny_splits, reference_run, tmp_path):
+    run = copy_resume_state(reference_run, tmp_path)
+    # eval_batch_size may change between sessions; nothing is trained, the best epoch is re-finished.
+    cfg = tiny_config(cifar_root, run, eval_batch_size=50)
+    meta = fit(cfg, tiny_splits, run, resume=True, progress=False, log=_quiet)
+    ref = read_metadata(reference_run / "cnn.safetensors")
+    assert meta["history"] == ref["history"]  # seconds too: they come from resume.pt
+    assert meta["best_epoch"] == ref["best_epoch"] and meta["test_acc"] == ref["test_acc"]
+    assert_same_weights(run / "cnn.safetensors", reference_run / "cnn.safetensors")
+
+
+def test_resume_with_a_changed_config_is_refused(cifar_root, tiny_splits, reference_run, tmp_path):
+    run = copy_resume_state(reference_run, tmp_path)
+    before = (run / RESUME_FILE).read_bytes()
+    cfg = tiny_config(cifar_root, run, lr=0.01)
+    with pytest.raises(TrainingError, match=r"different run \(differs in lr\)") as e:
+        fit(cfg, tiny_splits, run, resume=True, progress=False, log=_quiet)
+    assert str(run / RESUME_FILE) in str(e.value)
+    assert (run / RESUME_FILE).read_bytes() == before
+    assert not (run / "cnn.safetensors").exists()
+
+
+def test_resume_pt_is_written_atomically(reference_run):
+    # mkstemp's ".resume.pt.*.tmp" files must all have been renamed away.
+    assert {p.name for p in reference_run.iterdir()} == OUTPUTS
+
+
+# ---------------------------------------------------------------------------------------------
+# Divergence
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_state(monkeypatch, cifar_root, tiny_splits, reference_run, tmp_path):
+    run = copy_resume_state(reference_run, tmp_path)
+    before = (run / RESUME_FILE).read_bytes()
+    real_epoch = train_mod.train_one_epoch
+
+    def poisoned_epoch(model, *args, **kwargs):
+        # Every forward pass of this epoch returns NaN logits, as a diverged network would.
+        handle = model.register_forward_hook(lambda m, i, out: out * float("nan"))
+        try:
+            return real_epoch(model, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", poisoned_epoch)
+    # One more epoch (epochs may grow on resume) on top of the reference's three.
+    cfg = tiny_config(cifar_root, run, epochs=TINY_EPOCHS + 1)
+    with pytest.raises(TrainingError, match=rf"loss became nan at epoch {TINY_EPOCHS + 1}, step 1") as e:
+        fit(cfg, tiny_splits, run, resume=True, progress=False, log=_quiet)
+    assert "--lr" in str(e.value)
+    # The state of the last finished epoch is untouched and still loads.
+    assert (run / RESUME_FILE).read_bytes() == before
+    state = load_state(run / RESUME_FILE)
+    assert state["epoch"] == TINY_EPOCHS and len(state["history"]) == TINY_EPOCHS
+    assert {p.name for p in run.iterdir()} == {RESUME_FILE}
+
+
+def test_huge_lr_diverges_with_a_clear_error(cifar_root, tmp_path, capsys):
+    # No patching: SGD at lr 1e6 really blows up within the first epoch.
+    rc = main(tiny_args(cifar_root, tmp_path / "run", "--optimizer", "sgd", "--lr", "1e6"))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "error: loss became" in err and "diverged" in err and "--lr" in err
+    assert not (tmp_path / "run" / "cnn.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# What the finished run writes
+
+
+def test_checkpoint_metadata_describes_the_run(cifar_root, reference_run, fake_data):
+    meta = read_metadata(reference_run / "cnn.safetensors")
+    cfg = tiny_config(cifar_root, reference_run)
+
+    assert meta["model"] == "cnn" and meta["builder_kwargs"] == {"dropout": 0.4}
+    assert meta["parameters"] == 4_577_290
+    assert meta["config"] == cfg.to_dict()
+    assert meta["classes"] == list(CLASSES)
+    assert meta["normalization"] == {"mean": [0.5] * 3, "std": [0.5] * 3}
+    assert meta["data"]["source"] == fake_data.source
+    assert meta["data"]["split_seed"] == 42
+    assert (meta["data"]["n_train"], meta["data"]["n_val"], meta["data"]["n_test"]) == (64, VAL_SIZE, 100)
+
+    history = meta["history"]
+    assert [h["epoch"] for h in history] == list(range(1, TINY_EPOCHS + 1)) and meta["epochs_run"] == TINY_EPOCHS
+    for h in history:
+        assert set(h) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+        assert 0 <= h["train_acc"] <= 1 and 0 <= h["val_acc"] <= 1 and h["seconds"] > 0
+        assert np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"])
+    assert history[0]["lr"] == cfg.lr
+    assert meta["wall_time_s"] == round(sum(h["seconds"] for h in history), 1)
+
+    # The best epoch is the first with the highest val accuracy, and its numbers are the ones reported.
+    val = [h["val_acc"] for h in history]
+    assert meta["best_epoch"] == val.index(max(val)) + 1
+    assert meta["val_acc"] == max(val)
+    assert meta["train_acc"] == history[meta["best_epoch"] - 1]["train_acc"]
+
+    # test_acc is the accuracy of the predictions saved beside the checkpoint.
+    ev = load_evaluation(reference_run / "cnn.safetensors")
+    assert meta["test_acc"] == pytest.approx(float((ev["preds"] == ev["labels"]).mean()), abs=1e-7)
+    np.testing.assert_array_equal(ev["labels"], fake_data.test_labels)
+
+    assert meta["command"].startswith("python -m cifar.train ") and "--limit-train 64" in meta["command"]
+    assert meta["git_commit"] and meta["torch_version"] == torch.__version__
+    assert "fp32" in meta["hardware"]
+
+
+def test_tiny_training_learns(reference_run):
+    # The synthetic classes are colours: 12 steps get well above chance (10%). A loop that did not
+    # learn (labels shuffled against images, no optimiser step) would stay near 10%.
+    meta = read_metadata(reference_run / "cnn.safetensors")
+    assert meta["test_acc"] > 0.4 and meta["val_acc"] > 0.4
