@@ -12,7 +12,7 @@ and every file of the folder (helpers too) listed as a page, until someone opens
 import streamlit as st
 
 from cifar.app_data import MODELS, TITLES, Unavailable
-from app_pages._shared import MODEL_KEY, PAGE_FILES, paths, show_problem, test_images
+from app_pages._shared import MODEL_KEY, PAGE_FILES, paths, test_images
 
 st.set_page_config(page_title="cifar-explain", page_icon=":material/visibility:", layout="wide")
 
@@ -41,7 +41,7 @@ with st.sidebar:
         imgs = test_images()
         where = "the full test set" if imgs.full else f"the demo bundle ({len(imgs.indices):,} of 10,000 test images)"
         st.caption(f"Checkpoints: `{p.checkpoints}` · images: {where}")
-    except Unavailable as e:
-        show_problem(e)
+    except Unavailable:  # the pages that need images say what is wrong and how to fix it
+        st.caption(f"Checkpoints: `{p.checkpoints}` · images: :red[unavailable]")
 
 page.run()

@@ -7,12 +7,13 @@ import streamlit as st
 
 from cifar import SHORT_CLASSES, analysis, charts
 from cifar.app_data import TITLES, Unavailable
-from app_pages._shared import (PAGE_FILES, PAIR_KEY, current_model, evaluation, pair_gallery, show_problem,
-                           summary)
+from app_pages._shared import (PAGE_FILES, PAIR_KEY, current_model, evaluation, metadata, pair_gallery,
+                              show_problem, summary)
 
 model = current_model()
 st.title(f"Metrics · {TITLES[model]}")
 try:
+    metadata(model)  # the checkpoint itself must be there, not only its predictions
     s = summary(model)
     evaluation(model)
 except Unavailable as e:

@@ -5,12 +5,14 @@ import streamlit as st
 
 from cifar import SHORT_CLASSES, analysis
 from cifar.app_data import TITLES, Unavailable
-from app_pages._shared import current_model, evaluation, other_model, pair_gallery, show_problem, summary
+from app_pages._shared import (current_model, evaluation, metadata, other_model, pair_gallery, show_problem,
+                              summary)
 
 model = current_model()
 other = other_model(model)
 st.title(f"Misclassifications · {TITLES[model]}")
 try:
+    metadata(model)  # the checkpoint itself must be there, not only its predictions
     ev = evaluation(model)
     s = summary(model)
 except Unavailable as e:

@@ -322,7 +322,11 @@ def explain_image(page: str) -> dict | None:
         st.session_state[EXPLAIN_KEY].update(source="test", index=int(st.session_state[idx_key]))
 
     c1, c2 = st.columns([1, 2])
-    source = c1.radio("Image", sources, key=src_key, horizontal=True, on_change=on_source)
+    if len(sources) > 1:
+        source = c1.radio("Image", sources, key=src_key, horizontal=True, on_change=on_source)
+    else:
+        source = sources[0]
+        c1.caption("Upload your own on *Try your own image* to explain it here.")
     if source == "your upload":
         c2.caption(f"Your upload *{upload['name']}*, as the model sees it (32×32).")
         return {"image": upload["pixels"], "label": None, "index": None, "title": f"your upload {upload['name']}"}

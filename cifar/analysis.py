@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from cifar import CLASSES, SHORT_CLASSES
-from cifar.metrics import most_confused_pairs
 
 # ------------------------------------------------------------------------------ predictions
 
@@ -101,14 +100,14 @@ def confusion_records(cm: np.ndarray, names: Sequence[str] = SHORT_CLASSES) -> l
 
 def confused_pairs(cm: np.ndarray, k: int = 10, names: Sequence[str] = SHORT_CLASSES) -> list[dict[str, Any]]:
     """The k most confused (true → predicted) pairs, with each pair's share of its true class."""
+    # The same ranking as cifar.metrics.most_confused_pairs, without importing sklearn into the app.
     cm = np.asarray(cm)
     rows = cm.sum(axis=1)
-    out = []
-    for rank, pair in enumerate(most_confused_pairs(cm, k, list(names)), 1):
-        t, p = pair["true"], pair["pred"]
-        out.append({"rank": rank, "pair": f"{names[t]} → {names[p]}", "true_idx": t, "pred_idx": p,
-                    "count": pair["count"], "share_of_true": float(pair["count"] / rows[t]) if rows[t] else 0.0})
-    return out
+    cells = sorted(((int(cm[t, p]), t, p) for t in range(cm.shape[0]) for p in range(cm.shape[1])
+                    if t != p and cm[t, p] > 0), key=lambda c: (-c[0], c[1], c[2]))
+    return [{"rank": rank, "pair": f"{names[t]} → {names[p]}", "true_idx": t, "pred_idx": p, "count": n,
+             "share_of_true": float(n / rows[t]) if rows[t] else 0.0}
+            for rank, (n, t, p) in enumerate(cells[:k], 1)]
 
 
 def selected_cell(points: Sequence[Mapping[str, Any]] | None, n_classes: int = 10) -> tuple[int, int] | None:

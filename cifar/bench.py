@@ -72,7 +72,7 @@ def load_images(data_dir: str | None, n_fake: int = FAKE_IMAGES) -> tuple[np.nda
         data = load_cifar10(data_dir)
         return data.train_images, data.train_labels, data.source
     except DataError as e:
-        print(f"note: {str(e).splitlines()[0]}\n      measuring on {n_fake:,} random images instead; "
+        print(f"note: {(str(e).splitlines() or [type(e).__name__])[0]}\n      measuring on {n_fake:,} random images instead; "
               f"throughput does not depend on pixel values", file=sys.stderr)
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, size=(n_fake, 32, 32, 3), dtype=np.uint8)

@@ -74,6 +74,7 @@ def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool
     value = "rate" if normalized else "count"
     top = float(df[value].max()) if len(df) else 0.0
     df["dark"] = df[value] > 0.55 * top if top > 0 else False
+    df["zero"] = df["count"] == 0
     base = alt.Chart(df).encode(
         x=alt.X("pred:N", sort=list(names), title="predicted", axis=alt.Axis(labelAngle=-40, orient="top")),
         y=alt.Y("true:N", sort=list(names), title="true"),
@@ -92,7 +93,8 @@ def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool
         )
     text = base.mark_text(fontSize=11).encode(
         text=alt.Text(f"{value}:Q", format=".0%" if normalized else "d"),
-        color=alt.condition("datum.dark", alt.value("white"), alt.value("black")),
+        color=alt.condition("datum.dark", alt.value("white"),
+                            alt.condition("datum.zero", alt.value("#b0b0b0"), alt.value("black"))),
         tooltip=tooltip,
     )
     return alt.layer(rect, text).properties(width=size, height=size)

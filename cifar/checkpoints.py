@@ -93,8 +93,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     name = meta.get("model")
     if expect is not None and name != expect:
         raise CheckpointError(f"{path}: holds a {name!r} model, but a {expect!r} model was expected")
+    kwargs = meta.get("builder_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{path}: metadata 'builder_kwargs' must be a mapping, got {type(kwargs).__name__}")
     try:
-        model = build_model(name, **meta.get("builder_kwargs", {}))
+        model = build_model(name, **kwargs)
     except ModelError as e:
         raise CheckpointError(f"{path}: {e}") from None
     try:
@@ -132,7 +135,7 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as e:
-        raise CheckpointError(f"{path}: not a loadable resume state (truncated, corrupt or unsafe: {str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: not a loadable resume state (truncated, corrupt or unsafe: {(str(e).splitlines() or [type(e).__name__])[0]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cifar-explain resume state")
     return state

@@ -45,7 +45,7 @@ class TrainConfig:
     val_size: int = _f(5000, "validation images taken from the official training set")
     limit_train: int = _f(0, "train on only the first N training images (0 = all), for smoke runs")
     precision: str = _f("auto", "auto: bf16 autocast on a CPU with bf16 / autocast on CUDA; fp32 forces full", ("auto", "bf16", "fp32"))
-    device: str = _f("auto", "auto, cpu or cuda")
+    device: str = _f("auto", "where to train", ("auto", "cpu", "cuda"))
     eval_batch_size: int = _f(500, "images per forward pass when evaluating")
 
     def builder_kwargs(self) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def _read_batch(path: Path, root: Path) -> dict:
     try:
         with open(path, "rb") as f:
             batch = _ArrayUnpickler(f, encoding="latin1").load()
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as e:
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as e:
         raise DataError(
             f"CIFAR-10 batch {path} is truncated or corrupt ({type(e).__name__}: {e}).\n"
             f"Delete {path.parent} and get the data again.\n{_how_to_get(root)}"
@@ -139,8 +139,8 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool = False) 
     root = resolve_data_dir(root)
     folder = _batch_dir(root)
     if download and not all((folder / f).is_file() for f in (*TRAIN_FILES, TEST_FILE)):
-        download_archive(root)
-        folder = _batch_dir(root)
+        # The archive unpacks into cifar-10-batches-py/, so download next to that folder.
+        download_archive(folder.parent)
     train = [_decode(_read_batch(folder / f, root), folder / f) for f in TRAIN_FILES]
     test_x, test_y = _decode(_read_batch(folder / TEST_FILE, root), folder / TEST_FILE)
     classes = CLASSES

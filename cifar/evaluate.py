@@ -21,6 +21,10 @@ from cifar.runtime import Runtime
 from cifar.train import predict_logits
 
 
+# Runtime.precision names (recorded at the end of training) and config values → a --precision choice.
+TRAINED_PRECISION = {"fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16"}
+
+
 def eval_paths(checkpoint: str | Path) -> tuple[Path, Path]:
     """Where a checkpoint's predictions and metrics live: beside it, same stem."""
     checkpoint = Path(checkpoint)
@@ -49,8 +53,11 @@ def load_evaluation(checkpoint: str | Path) -> dict[str, np.ndarray]:
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, download: bool = False,
                         device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
     """Run a checkpoint over the whole test set, write its evaluation, return the metrics summary."""
-    rt = Runtime.decide(device, precision)
     model, meta = load_model(checkpoint)
+    if precision == "auto":
+        # Evaluate as the model was trained, so the stored test accuracy is reproduced exactly.
+        precision = TRAINED_PRECISION.get(meta.get("precision") or meta.get("config", {}).get("precision"), "auto")
+    rt = Runtime.decide(device, precision)
     model = rt.prepare_model(model)
     data = load_cifar10(data_dir, download=download)
     logits = predict_logits(model, to_tensor(data.test_images), rt, progress=progress, desc="test set")

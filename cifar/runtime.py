@@ -42,6 +42,10 @@ class Runtime:
         """auto: CUDA if present; bf16 autocast + channels_last on a bf16 CPU (3-5× faster than fp32 here)."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device cuda was asked for, but CUDA is not available here; use --device cpu or auto")
         dev = torch.device(device)
         # channels_last everywhere: oneDNN's CPU convolutions are faster in NHWC even in fp32
         # (measured on the 2-core AVX2 dev machine: CustomCNN 256 vs 235 img/s at batch 32).

@@ -272,6 +272,7 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "hardware": rt.describe(),
+        "precision": rt.precision,
         "wall_time_s": round(st.wall_time, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

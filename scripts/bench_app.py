@@ -29,9 +29,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from app_fixtures import build_app_checkpoints, chromium, streamlit_server  # noqa: E402
 
-# url_path → (title words with the cnn picked, with resnet18 picked)
+# url_path → (title words with the cnn picked, with resnet18 picked); Overview, the default page, is "/".
 PAGES = {
-    "overview": ("CustomCNN vs ResNet18",) * 2,
+    "": ("CustomCNN vs ResNet18",) * 2,
     "training": ("Training curves",) * 2,
     "metrics": ("Metrics · CustomCNN", "Metrics · ResNet18"),
     "misclassifications": ("Misclassifications · CustomCNN", "Misclassifications · ResNet18"),
@@ -92,7 +92,7 @@ def click_model(browser, title: str) -> None:
 
 def click_page(browser, path: str) -> None:
     ok = browser.js(f"""(() => {{ const a = [...document.querySelectorAll('[data-testid="stSidebarNav"] a')]
-                   .find(a => new URL(a.href).pathname.endsWith('/{path}')); if (a) a.click(); return Boolean(a); }})()""")
+                   .find(a => new URL(a.href).pathname.split('/').pop() === '{path}'); if (a) a.click(); return Boolean(a); }})()""")
     if not ok:
         raise RuntimeError(f"no sidebar link to /{path}")
 
@@ -104,8 +104,8 @@ def bench_server(ckpt: Path, data: Path, rounds: int, shots: Path | None) -> dic
     with streamlit_server(env, log) as (url, proc), chromium() as browser:
         mem = {"after start": proc_memory(proc.pid)}
         t0 = time.perf_counter()
-        browser.call("Page.navigate", url=f"{url}/overview")
-        browser.wait_title(PAGES["overview"][0], 600)
+        browser.call("Page.navigate", url=f"{url}/")
+        browser.wait_title(PAGES[""][0], 600)
         switches["first load (overview)"] = [time.perf_counter() - t0]
         for which, (model, title) in enumerate((("cnn", "CustomCNN"), ("resnet18", "ResNet18"))):
             click_page(browser, "metrics")
@@ -120,10 +120,10 @@ def bench_server(ckpt: Path, data: Path, rounds: int, shots: Path | None) -> dic
                     dt = time.perf_counter() - t0
                     kind = "cold" if r == 0 else "warm"
                     switches.setdefault(f"{kind} {model}", []).append(dt)
-                    switches.setdefault(f"{kind} {model} → {path}", []).append(dt)
+                    switches.setdefault(f"{kind} {model} → /{path}", []).append(dt)
                     if shots is not None and r == 0:
                         time.sleep(1.5)
-                        browser.screenshot(shots / f"{model}-{path}.png")
+                        browser.screenshot(shots / f"{model}-{path or 'overview'}.png")
             mem[f"all pages with {model}"] = proc_memory(proc.pid)
         time.sleep(2)
         mem["idle after both"] = proc_memory(proc.pid)
@@ -147,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.fixture)
         ckpt = root / "checkpoints" if (root / "checkpoints" / "resnet18.safetensors").is_file() else build_app_checkpoints(root)
         data = root / "no-data"
+        # Building the fixture imports tests/conftest.py, which pins torch (and children) to one thread.
+        os.environ.pop("OMP_NUM_THREADS", None)
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
     missing = [m for m in ("cnn", "resnet18") if not (ckpt / f"{m}.safetensors").is_file()]
     if missing:
         print(f"error: {ckpt} lacks {', '.join(missing)}.safetensors; pass --fixture DIR to bench on tiny ones",

@@ -28,7 +28,13 @@ for _p in (TESTS, TESTS.parent):  # conftest.py and cifar/ importable from scrip
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from conftest import VAL_SIZE, write_fake_cifar10  # noqa: E402
+
+def _conftest():
+    # Imported on use: conftest pins torch to one thread (and OMP_NUM_THREADS=1 for children), which
+    # the tests want and scripts/bench_app.py must not inherit unless it builds the fixture.
+    import conftest
+
+    return conftest
 
 MODELS = ("cnn", "resnet18")
 
@@ -50,6 +56,7 @@ def train_tiny(model: str, data_root: Path, out_dir: Path) -> dict:
     from cifar.train import TrainState, finish, fit
 
     recipe = "paper" if model == "cnn" else "fast"
+    VAL_SIZE = _conftest().VAL_SIZE
     cfg = make_config(model, recipe, epochs=2 if model == "cnn" else 3, batch_size=16, limit_train=64,
                       val_size=VAL_SIZE, eval_batch_size=100, precision="fp32", device="cpu", early_stopping=0)
     splits = make_splits(load_cifar10(data_root), cfg.val_size, cfg.split_seed, cfg.limit_train)
@@ -92,7 +99,7 @@ def build_app_checkpoints(root: str | Path) -> Path:
     from cifar.data import load_cifar10
 
     root = Path(root)
-    data_root = write_fake_cifar10(root / "data")
+    data_root = _conftest().write_fake_cifar10(root / "data")
     ckpt = root / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     for model in MODELS:

@@ -359,3 +359,12 @@ def test_file_key_changes_when_a_file_is_replaced(tmp_path):
     f.write_bytes(b"22")
     os.utime(f, ns=(k[0] + 10**9, k[0] + 10**9))
     assert app_data.file_key(f) != k
+
+
+def test_confused_pairs_match_cifar_metrics():
+    from cifar.metrics import most_confused_pairs
+
+    cm = np.random.default_rng(1).integers(0, 5, (10, 10))
+    ours = analysis.confused_pairs(cm, 15)
+    ref = most_confused_pairs(cm, 15)
+    assert [(p["true_idx"], p["pred_idx"], p["count"]) for p in ours] == [(p["true"], p["pred"], p["count"]) for p in ref]

@@ -18,9 +18,10 @@ from app_fixtures import app_checkpoints_once, chromium, find_chromium, streamli
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
-# url_path → words the page's title holds (streamlit_app.py's st.Page url_paths).
+# url_path → words the page's title holds (streamlit_app.py's st.Page url_paths; the default page,
+# Overview, is served at the root).
 PAGES = {
-    "overview": "CustomCNN vs ResNet18",
+    "": "CustomCNN vs ResNet18",
     "training": "Training curves",
     "metrics": "Metrics",
     "misclassifications": "Misclassifications",
@@ -54,14 +55,16 @@ def test_every_page_renders_in_chromium_without_an_exception(tmp_path_factory):
             except TimeoutError as e:
                 shown = None
                 problems.append(str(e))
-            browser.screenshot(SHOTS / f"{path}.png")
+            browser.screenshot(SHOTS / f"{path or 'overview'}.png")
             exceptions = browser.js(EXCEPTIONS_JS)
             if exceptions:
                 problems.append(f"{path}: exception box: {exceptions[0][:500]}")
+            if browser.js("document.body.innerText.includes('Page not found')"):
+                problems.append(f"{path}: Streamlit says 'Page not found'")
             errors = browser.js(ERRORS_JS)
             if errors:
                 problems.append(f"{path}: error box: {errors[0][:300]}")
             if shown is not None and title not in shown:
                 problems.append(f"{path}: title {shown!r} lacks {title!r}")
     assert not problems, "\n".join(problems) + f"\nserver log: {log}"
-    assert all((SHOTS / f"{p}.png").stat().st_size > 10_000 for p in PAGES)
+    assert all((SHOTS / f"{p or 'overview'}.png").stat().st_size > 10_000 for p in PAGES)

@@ -156,6 +156,13 @@ def test_wrong_shape(cnn, tmp_path):
     assert str(path) in str(e.value) and "fc2" in str(e.value)
 
 
+def test_builder_kwargs_not_a_mapping(cnn, tmp_path):
+    path = _header_only_file(tmp_path / "odd.safetensors", {"w": torch.zeros(1)}, {**META, "builder_kwargs": None})
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    assert str(path) in str(e.value)
+
+
 def test_metadata_of_another_format(tmp_path):
     path = tmp_path / "future.safetensors"
     save_file({"w": torch.zeros(1)}, str(path), metadata={META_KEY: json.dumps({"format": "cifar-explain/99"})})
@@ -214,6 +221,15 @@ def test_state_missing_truncated_or_foreign(tmp_path):
     torch.save({"w": torch.zeros(1)}, foreign)
     with pytest.raises(CheckpointError, match="not a cifar-explain resume state"):
         load_state(foreign)
+
+
+def test_empty_state_file(tmp_path):
+    # A zero-length file is what a crash after rename but before the data reached disk leaves.
+    path = tmp_path / "resume.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError) as e:
+        load_state(path)
+    assert str(path) in str(e.value)
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

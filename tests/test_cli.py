@@ -105,20 +105,13 @@ def test_evaluate_reproduces_the_stored_test_accuracy(cifar_root, reference_run,
 
 
 def test_evaluate_default_flags_reproduce_here(cifar_root, reference_run, tmp_path):
-    # The brief's exact invocation. On this machine auto means CPU fp32, as the run was trained; see
-    # the xfail below for machines where it does not.
-    if torch.cuda.is_available() or runtime_mod.cpu_has_bf16():
-        pytest.skip("auto picks another precision than the checkpoint's on this machine (see the xfail)")
+    # The brief's exact invocation: auto evaluates in the precision the checkpoint was trained in.
     ckpt = copy_checkpoint(reference_run, tmp_path)
     assert evaluate_mod.main(["--checkpoint", str(ckpt), "--data-dir", str(cifar_root), "--quiet"]) == 0
     summary = json.loads((tmp_path / "cnn.metrics.json").read_text())
     assert summary["accuracy"] == pytest.approx(read_metadata(ckpt)["test_acc"], abs=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cifar.evaluate's --precision/--device 'auto' ignores the precision the "
-                                       "checkpoint was trained with (metadata config.precision); an fp32-trained "
-                                       "model is evaluated under bf16 autocast on a bf16 CPU or on CUDA, so the "
-                                       "stored test_acc is not reproduced (evaluate.py evaluate_checkpoint)")
 def test_evaluate_auto_uses_the_checkpoints_precision(cifar_root, reference_run, tmp_path, monkeypatch):
     ckpt = copy_checkpoint(reference_run, tmp_path)
     seen = {}
@@ -155,3 +148,18 @@ def test_train_twice_into_one_folder_needs_resume(cifar_root, reference_run, tmp
     assert err.startswith("error: ") and str(run / RESUME_FILE) in err and "--resume" in err
     assert (run / RESUME_FILE).read_bytes() == before  # the earlier run is not overwritten
     assert {p.name for p in run.iterdir()} == {RESUME_FILE}
+
+
+@pytest.mark.parametrize("device", [
+    "gpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
+])
+def test_bad_device_is_one_clear_error(cifar_root, tmp_path, capsys, device):
+    argv = tiny_args(cifar_root, tmp_path / "run")
+    argv[argv.index("--device") + 1] = device
+    try:
+        rc = train_main(argv)
+    except SystemExit as e:  # argparse's "invalid choice" would be fine too
+        rc = e.code
+    assert rc == 2
+    assert "error:" in capsys.readouterr().err

@@ -202,9 +202,6 @@ def test_download_skipped_when_data_present(cifar_root, monkeypatch):
     assert len(load_cifar10(cifar_root, download=True).test_labels) == N_TEST
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --download with --data-dir pointing at cifar-10-batches-py/ itself "
-                                       "extracts into cifar-10-batches-py/cifar-10-batches-py and then reads the "
-                                       "empty outer folder (data.py load_cifar10/download_archive)")
 def test_download_into_the_batch_folder_itself(tmp_path, monkeypatch):
     import torchvision.datasets.utils as tv_utils
 
@@ -224,6 +221,15 @@ def test_split_matches_the_report_randperm():
     perm = torch.randperm(50000, generator=torch.Generator().manual_seed(42)).numpy()
     np.testing.assert_array_equal(train, perm[:45000])
     np.testing.assert_array_equal(val, perm[45000:])
+
+
+def test_split_is_the_reports_random_split():
+    # The report did set_seed(42), then random_split(train, [45000, 5000]) on the global generator.
+    torch.manual_seed(42)
+    train_set, val_set = torch.utils.data.random_split(range(50000), [45000, 5000])
+    train, val = split_indices(50000)
+    np.testing.assert_array_equal(train, train_set.indices)
+    np.testing.assert_array_equal(val, val_set.indices)
 
 
 def test_split_is_disjoint_complete_and_deterministic():
@@ -308,7 +314,9 @@ def test_augment_is_exactly_a_padded_crop_and_flip(many_draws):
     assert dy.min() >= 0 and dy.max() <= 8 and dx.min() >= 0 and dx.max() <= 8
     # Every output must equal the reference transform with its recovered parameters, padding
     # included: zeros exactly where the window leaves the image, the image everywhere else.
-    table = torch.stack([_reference_crop_flip(img[0], a, b, f) for a in range(9) for b in range(9) for f in (False, True)])
+    # All 9×9×2 possible outputs, indexed as (dy * 9 + dx) * 2 + flip.
+    table = torch.stack([_reference_crop_flip(img[0], a, b, f)
+                         for a in range(9) for b in range(9) for f in (False, True)])
     expected = table[(dy * 9 + dx) * 2 + flip.long()]
     assert torch.equal(out, expected)
 

@@ -131,30 +131,45 @@ def test_stop_then_resume_equals_uninterrupted(cifar_root, tiny_splits, referenc
 
     meta = fit(cfg, tiny_splits, tmp_path, resume=True, progress=False, log=_quiet)
     assert without_seconds(meta["history"]) == without_seconds(ref["history"])
-    assert (meta["best_epoch"], meta["val_acc"], meta["test_acc"]) == (ref["best_epoch"], ref["val_acc"], ref["test_acc"])
+    for key in ["best_epoch", "val_acc", "test_acc"]:
+        assert meta[key] == ref[key], key
     assert_same_weights(tmp_path / "cnn.safetensors", reference_run / "cnn.safetensors")
     # Only the epochs of the second session are timed again; the first session's time is carried.
     assert meta["history"][0]["seconds"] == state["history"][0]["seconds"]
+
+
+def test_resume_restores_onecycle_ema_and_momentum(cifar_root, tiny_splits, tmp_path):
+    # The "fast" recipe carries more state across the break: a per-step OneCycle schedule, SGD
+    # momentum buffers and the EMA weights that are evaluated and saved.
+    cfg = tiny_config(cifar_root, tmp_path, recipe="fast", epochs=2, optimizer="sgd", scheduler="onecycle",
+                      ema_decay=0.9, lr=0.05, momentum=0.9, nesterov=True, label_smoothing=0.1)
+    straight = fit(cfg, tiny_splits, tmp_path / "a", progress=False, log=_quiet)
+    fit(cfg, tiny_splits, tmp_path / "b", progress=False, log=_quiet, stop_after=1)
+    resumed = fit(cfg, tiny_splits, tmp_path / "b", resume=True, progress=False, log=_quiet)
+    assert without_seconds(resumed["history"]) == without_seconds(straight["history"])
+    assert resumed["history"][1]["lr"] != resumed["history"][0]["lr"]  # the schedule really moved
+    assert_same_weights(tmp_path / "a" / "cnn.safetensors", tmp_path / "b" / "cnn.safetensors")
 
 
 def test_killed_process_resumes_to_the_same_result(cifar_root, reference_run, tmp_path):
     out = tmp_path / "run"
     # A real interruption: the process is SIGKILLed (no cleanup, no except blocks) as soon as the
     # first epoch's resume.pt appears; OMP_NUM_THREADS=1 is inherited from conftest.
-    proc = subprocess.Popen([sys.executable, "-m", "cifar.train", *tiny_args(cifar_root, out)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 600
-        while not (out / RESUME_FILE).exists():
-            assert proc.poll() is None, f"training exited early: {proc.stderr.read().decode()[-2000:]}"
-            assert time.monotonic() < deadline, "no resume.pt after 10 minutes"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stderr.close()
+    log = tmp_path / "killed.log"  # a file, not a pipe: a full pipe would stall the child
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "cifar.train", *tiny_args(cifar_root, out)], cwd=REPO,
+                                stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 600
+            while not (out / RESUME_FILE).exists():
+                assert proc.poll() is None, f"training exited early:\n{log.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, "no resume.pt after 10 minutes"
+                time.sleep(0.02)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_at = load_state(out / RESUME_FILE)["epoch"]
     assert 1 <= killed_at < TINY_EPOCHS and not (out / "cnn.safetensors").exists(), "the kill came too late"
