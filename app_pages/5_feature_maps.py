@@ -43,5 +43,6 @@ with right:
         fm = feature_maps(model, pick["image"], layer, top)
     c, h, w = fm.shape
     st.markdown(f"**{layers[layer]}** — the {len(fm.order)} strongest of {c} channels, each {h}×{w}")
-    st.image(analysis.channel_tiles(fm.maps, scale=max(1, 80 // h)),
+    tile = 88  # px per channel, whatever the map's size
+    st.image(analysis.channel_tiles(fm.maps, scale=max(1, -(-tile // h))), width=tile,
              caption=[f"ch {ch} · {s:.2f}" for ch, s in zip(fm.order, fm.strength)])

@@ -257,7 +257,9 @@ def layer_options(model: str) -> dict[str, str]:
 def _feature_maps(model_key: tuple, image: np.ndarray, layer: str, top: int | None, _net):
     from cifar import explain
 
-    return explain.feature_maps(_net, explain.to_input(image), layer, top)
+    maps = explain.feature_maps(_net, explain.to_input(image), layer, top)
+    app_data.release_memory()
+    return maps
 
 
 def feature_maps(model: str, image: np.ndarray, layer: str, top: int | None = None):
@@ -269,7 +271,9 @@ def feature_maps(model: str, image: np.ndarray, layer: str, top: int | None = No
 def _attribution(model_key: tuple, image: np.ndarray, target: int, method: str, params: tuple, _net) -> np.ndarray:
     from cifar import explain
 
-    return explain.attribute(_net, explain.to_input(image), target, method, **dict(params))
+    attr = explain.attribute(_net, explain.to_input(image), target, method, **dict(params))
+    app_data.release_memory()  # IG/SmoothGrad/Occlusion batches leave ~250 MB in glibc's heap otherwise
+    return attr
 
 
 def attribution(model: str, image: np.ndarray, target: int, method: str, params: dict) -> np.ndarray:

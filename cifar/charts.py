@@ -73,8 +73,11 @@ def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool
     df = pd.DataFrame(analysis.confusion_records(cm, names))
     value = "rate" if normalized else "count"
     top = float(df[value].max()) if len(df) else 0.0
-    df["dark"] = df[value] > 0.55 * top if top > 0 else False
-    df["zero"] = df["count"] == 0
+    # Text colour per cell: white on dark cells, grey for empty ones, so the non-zero cells stand out.
+    dark = df[value] > 0.55 * top if top > 0 else False
+    df["ink"] = "black"
+    df.loc[df["count"] == 0, "ink"] = "#b0b0b0"
+    df.loc[dark, "ink"] = "white"
     base = alt.Chart(df).encode(
         x=alt.X("pred:N", sort=list(names), title="predicted", axis=alt.Axis(labelAngle=-40, orient="top")),
         y=alt.Y("true:N", sort=list(names), title="true"),
@@ -93,8 +96,7 @@ def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool
         )
     text = base.mark_text(fontSize=11).encode(
         text=alt.Text(f"{value}:Q", format=".0%" if normalized else "d"),
-        color=alt.condition("datum.dark", alt.value("white"),
-                            alt.condition("datum.zero", alt.value("#b0b0b0"), alt.value("black"))),
+        color=alt.Color("ink:N", scale=None),
         tooltip=tooltip,
     )
     return alt.layer(rect, text).properties(width=size, height=size)

@@ -174,6 +174,7 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
     call without finishing the run (a stand-in for a killed process, used by tests).
     """
     run_dir = Path(run_dir)
+    commit = git_commit()  # the code that starts the run, not whatever HEAD is when it ends
     rt = Runtime.decide(cfg.device, cfg.precision)
     seed_everything(cfg.seed)
     model = rt.prepare_model(build_model(cfg.model, **cfg.builder_kwargs()))
@@ -240,10 +241,11 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         save_state(_resume_state(cfg, model, opt, sched, ema, gen, st), resume_path)
         done_here += 1
 
-    return finish(cfg, splits, run_dir, st, rt, command, log)
+    return finish(cfg, splits, run_dir, st, rt, command, log, commit)
 
 
-def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: Runtime, command: str, log=print) -> dict[str, Any]:
+def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: Runtime, command: str, log=print,
+           commit: str | None = None) -> dict[str, Any]:
     """Evaluate the best epoch on the test set and write the checkpoint with its metadata and predictions."""
     from cifar.evaluate import write_evaluation  # evaluate imports this module
 
@@ -269,7 +271,7 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
         "val_acc": st.best_val_acc,
         "test_acc": test_acc,
         "command": command,
-        "git_commit": git_commit(),
+        "git_commit": commit or git_commit(),
         "torch_version": torch.__version__,
         "hardware": rt.describe(),
         "precision": rt.precision,

@@ -65,6 +65,8 @@ def test_confusion_heatmap_counts_or_rates_with_a_cell_selection(normalized):
     assert params[0]["select"]["fields"] == ["true_idx", "pred_idx"]
     cell = next(r for r in data_of(spec, rect) if r["true_idx"] == 3 and r["pred_idx"] == 5)
     assert cell["count"] == 7 and cell["rate"] == pytest.approx(7 / 57)
+    assert cell["ink"] == "black" and next(r for r in data_of(spec, rect) if r["count"] == 0)["ink"] != "black"
+    assert text["encoding"]["color"] == {"field": "ink", "type": "nominal", "scale": None}
     # What Streamlit hands back for a click on that cell maps to the pair:
     assert analysis.selected_cell([{"true_idx": 3, "pred_idx": 5}]) == (3, 5)
 
