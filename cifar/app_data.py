@@ -146,11 +146,16 @@ def load_checkpoint(model: str, paths: Paths):
     """(model in eval mode, metadata), or Unavailable naming the file and the rebuild command."""
     from cifar.checkpoints import CheckpointError, load_model
 
+    import torch
+
     meta = read_meta(model, paths)
     try:
-        return load_model(paths.checkpoint(model), expect=model)
+        net, meta = load_model(paths.checkpoint(model), expect=model)
     except CheckpointError as e:
         raise Unavailable(f"The {TITLES[model]} checkpoint is damaged: {e}", rebuild_command(model, paths, meta)) from None
+    # channels_last, as cifar.runtime trains: oneDNN's CPU convolutions are faster in NHWC, and
+    # cifar.explain's copies and inputs follow the model's format (IG, 50 steps, ResNet18: 1.1 s measured).
+    return net.to(memory_format=torch.channels_last), meta
 
 
 def tensor_shapes(model: str, paths: Paths) -> dict[str, tuple[int, ...]]:

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data)")
     p.add_argument("--checkpoints", default="checkpoints", help="folder with <model>.safetensors and <model>.eval.npz")
+    p.add_argument("--download", action="store_true", help="download the official archive if the data folder lacks it")
     p.add_argument("--per-class", type=int, default=PER_CLASS, help="correctly classified images kept per class")
     args = p.parse_args(argv)
     ckpt_dir = Path(args.checkpoints)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no *.eval.npz in {ckpt_dir}; run python -m cifar.evaluate first", file=sys.stderr)
         return 2
     try:
-        data = load_cifar10(args.data_dir)
+        data = load_cifar10(args.data_dir, download=args.download)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

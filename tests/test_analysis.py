@@ -372,3 +372,16 @@ def test_confused_pairs_match_cifar_metrics():
 
 def test_release_memory_runs():
     assert app_data.release_memory() in (True, False)
+
+
+def test_loaded_models_are_channels_last(tmp_path):
+    import torch
+
+    from cifar.checkpoints import save_model
+    from cifar.models import build_model
+
+    net = build_model("cnn")
+    save_model(net, tmp_path / "cnn.safetensors", {"model": "cnn", "builder_kwargs": {}})
+    loaded, _ = app_data.load_checkpoint("cnn", app_data.Paths(tmp_path, tmp_path))
+    assert loaded.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not loaded.training

@@ -53,3 +53,20 @@ def test_full_dataset_wins_over_bundle(tmp_path, cifar_root):
 def test_missing_bundle_and_data_says_how_to_rebuild(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m cifar.bundle"):
         load_test_images(tmp_path, data_dir=tmp_path / "nothing")
+
+
+def test_cli_rebuilds_the_bundle_from_the_evaluations(tmp_path, cifar_root, capsys):
+    from cifar.bundle import main
+    from cifar.evaluate import write_evaluation
+    from cifar.data import load_cifar10
+
+    data = load_cifar10(cifar_root)
+    logits = np.eye(10)[(data.test_labels + (np.arange(len(data.test_labels)) % 7 == 0)) % 10]  # every 7th wrong
+    (tmp_path / "cnn.safetensors").touch()
+    write_evaluation(tmp_path / "cnn.safetensors", logits.astype(np.float32), data.test_labels, data.classes)
+    # --download is accepted (the app's rebuild hint uses it); the data is already there, so nothing is fetched
+    assert main(["--data-dir", str(cifar_root), "--checkpoints", str(tmp_path), "--per-class", "2", "--download"]) == 0
+    t = load_test_images(tmp_path, data_dir=None)
+    wrong = np.flatnonzero(np.arange(len(data.test_labels)) % 7 == 0)
+    assert set(wrong) <= set(t.indices.tolist())
+    assert "wrote" in capsys.readouterr().out
