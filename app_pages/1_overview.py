@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from cifar import analysis, charts, reference
+from cifar import analysis, app_data, charts, reference
 from cifar.app_data import MODELS, TITLES, Unavailable
-from app_pages._shared import depth, metadata, show_problem, summary
+from app_pages._shared import chart_spec, depth, metadata, paths, show_problem, summary
 
 st.title("CustomCNN vs ResNet18 on CIFAR-10")
 st.caption("Our checkpoints next to the numbers the reference report published (columns marked *report*). "
@@ -34,25 +34,38 @@ for col, model in zip(cards, MODELS):
         b.metric("macro F1", f"{s['classification']['macro']['f1']:.3f}")
         c.metric("parameters", f"{meta['parameters'] / 1e6:.1f} M", help=f"{meta['parameters']:,}")
 
-ref_overview = reference.OVERVIEW
 st.subheader("Model and training")
-st.dataframe(analysis.model_rows(ours, {m: depth(m) if ours.get(m) else None for m in MODELS}, ref_overview),
-             hide_index=True, width="stretch")
+model_rows = analysis.model_rows(ours, {m: depth(m) if ours.get(m) else None for m in MODELS}, reference.OVERVIEW)
+for col, model in zip(st.columns(len(MODELS)), MODELS):
+    # st.table wraps long cells (recipes, hardware); one table per model keeps ours beside the report's.
+    col.markdown(f"**{TITLES[model]}**")
+    col.table([{"": r[""], "ours": r[f"{model} · ours"], "report": r[f"{model} · report"]} for r in model_rows],
+              hide_index=True)
 
-pct = st.column_config.NumberColumn(format="percent")
+
+SHORT = {"cnn": "CNN", "resnet18": "ResNet"}
+
+
+def percent_columns(row: dict) -> dict:
+    """Percent format and short headers ("CNN ours", "ResNet report") for the model columns of a table."""
+    return {k: st.column_config.NumberColumn(f"{SHORT[k.split(' · ')[0]]} {k.split(' · ')[1]}", format="percent")
+            for k in row if " · " in k}
+
+
 st.subheader("Accuracy and macro averages")
 refs = {m: {"accuracy": reference.ACCURACY[m], "macro": reference.MACRO[m]} for m in MODELS}
 acc_rows = analysis.accuracy_rows(ours, refs)
-st.dataframe(acc_rows, hide_index=True, width="stretch",
-             column_config={k: pct for k in acc_rows[0] if k != "metric"})
+st.dataframe(acc_rows, hide_index=True, width="stretch", column_config=percent_columns(acc_rows[0]))
 st.caption("Train accuracy is measured on augmented batches during the best epoch, as the report's training log "
            f"does. Report notes: {reference.ACCURACY_NOTES['cnn']}; {reference.ACCURACY_NOTES['resnet18']}.")
 
 st.subheader("Per-class test accuracy")
 rows = analysis.per_class_rows(ours, reference.PER_CLASS_ACCURACY)
-left, right = st.columns([3, 2])
+left, right = st.columns([1, 1])
 with left:
-    st.altair_chart(charts.per_class_accuracy(rows, {m: TITLES[m] for m in MODELS}), width="stretch")
+    key = tuple(app_data.file_key(paths().evaluation(m)) for m in MODELS)
+    st.vega_lite_chart(spec=chart_spec("per_class", key, lambda: charts.per_class_accuracy(rows, TITLES)),
+                       width="stretch")
     st.caption("Bars: our models. Black ticks: the report's published per-class accuracy.")
 with right:
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={k: pct for k in rows[0] if k != "class"})
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=percent_columns(rows[0]))

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from cifar import analysis, charts, reference
+from cifar import analysis, app_data, charts, reference
 from cifar.app_data import MODELS, TITLES, Unavailable, tune_command
-from app_pages._shared import metadata, paths, show_problem, tune_rows
+from app_pages._shared import chart_spec, metadata, model_cache_key, paths, show_problem, tune_rows
 
 st.title("Training curves")
 st.caption("Per epoch, from each checkpoint's saved history. The dashed red line marks the epoch whose weights "
@@ -26,9 +26,8 @@ for col, model in zip(st.columns(len(MODELS), border=True), MODELS):
         st.caption(f"{meta.get('recipe', '?')} recipe · best epoch {h['best_epoch']} of {h['epochs_run']}: "
                    f"val accuracy {h['best_val_acc']:.2%}, train accuracy {h['best_train_acc']:.2%} "
                    f"(gap {h['gap']:+.2%}) · {analysis.format_duration(meta.get('wall_time_s'))} on {meta.get('hardware', '?')}")
-        st.altair_chart(charts.training_curve(history, h["best_epoch"], "loss"), width="stretch")
-        st.altair_chart(charts.training_curve(history, h["best_epoch"], "accuracy"), width="stretch")
-        st.altair_chart(charts.lr_schedule(history, h["best_epoch"]), width="stretch")
+        st.vega_lite_chart(spec=chart_spec("training", model_cache_key(model),
+                                           lambda: charts.training_panel(history, h["best_epoch"])))
         if meta.get("command"):
             st.code(meta["command"], language="bash", wrap_lines=True)
 
@@ -53,7 +52,8 @@ elif rows:
         st.error(f"`{p.tune_csv}`: {e}.")
     else:
         left, right = st.columns([3, 2])
-        left.altair_chart(charts.tune_heatmap(grid), width="stretch")
+        left.vega_lite_chart(spec=chart_spec("tune", app_data.file_key(p.tune_csv), lambda: charts.tune_heatmap(grid)),
+                             width="stretch")
         best = grid["best"]
         with right:
             if best:

@@ -5,10 +5,10 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from cifar import SHORT_CLASSES, analysis, charts
+from cifar import SHORT_CLASSES, analysis, app_data, charts
 from cifar.app_data import TITLES, Unavailable
-from app_pages._shared import (PAGE_FILES, PAIR_KEY, current_model, evaluation, metadata, pair_gallery,
-                              show_problem, summary)
+from app_pages._shared import (PAGE_FILES, PAIR_KEY, chart_spec, current_model, evaluation, metadata,
+                              model_cache_key, pair_gallery, paths, show_problem, summary)
 
 model = current_model()
 st.title(f"Metrics · {TITLES[model]}")
@@ -33,7 +33,8 @@ left, right = st.columns([2, 3])
 num = st.column_config.NumberColumn(format="%.3f")
 left.dataframe(analysis.prf_records(s["classification"]), hide_index=True, width="stretch",
                column_config={"precision": num, "recall": num, "f1": num})
-right.altair_chart(charts.prf_bars(s["classification"]), width="stretch")
+eval_key = model_cache_key(model), app_data.file_key(paths().evaluation(model))
+right.vega_lite_chart(spec=chart_spec("prf", eval_key, lambda: charts.prf_bars(s["classification"])), width="stretch")
 
 
 def _pick_cell(key: str) -> None:
@@ -54,8 +55,11 @@ with left:
     mode = st.segmented_control("Cells show", ["counts", "row-normalised"], default="counts", key="cm_mode",
                                 persist_state="session")
     chart_key = f"cm_{model}"
-    st.altair_chart(charts.confusion_heatmap(cm, SHORT_CLASSES, normalized=mode == "row-normalised"), key=chart_key,
-                    on_select=partial(_pick_cell, chart_key), selection_mode=charts.CELL_SELECTION)
+    normalized = mode == "row-normalised"
+    spec = chart_spec("confusion", (eval_key, normalized),
+                      lambda: charts.confusion_heatmap(cm, SHORT_CLASSES, normalized=normalized))
+    st.vega_lite_chart(spec=spec, key=chart_key, on_select=partial(_pick_cell, chart_key),
+                       selection_mode=charts.CELL_SELECTION)
     st.caption("Rows: true class; columns: predicted. Click a cell to see its images below.")
 with right:
     st.markdown("**Most confused pairs**")

@@ -121,7 +121,9 @@ def depth(model: str) -> int | None:
 
 @st.cache_resource(show_spinner="Loading model weights…", max_entries=2)
 def _model(model: str, ckpt: str, data: str, key: Any):
-    return app_data.load_checkpoint(model, _paths(ckpt, data))[0]
+    net = app_data.load_checkpoint(model, _paths(ckpt, data))[0]
+    app_data.release_memory()  # torch and torchvision are imported now: freeze their objects
+    return net
 
 
 def load_model(model: str):
@@ -159,6 +161,21 @@ def _tune_rows(ckpt: str, data: str, key: Any):
 def tune_rows() -> list[dict[str, str]] | None:
     p = paths()
     return _tune_rows(str(p.checkpoints), str(p.data), app_data.file_key(p.tune_csv))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _spec(kind: str, key: Any, _make) -> dict:
+    return _make().to_dict()
+
+
+def chart_spec(kind: str, key: Any, make) -> dict:
+    """The Vega-Lite dict of an Altair chart built by make(), cached under (kind, key).
+
+    key must identify everything make() reads (file keys, toggles): Altair's build and schema
+    validation cost ~0.05 s per chart, which on a 2-core machine is most of a warm page switch.
+    Draw it with st.vega_lite_chart(spec=...).
+    """
+    return _spec(kind, key, make)
 
 
 # ------------------------------------------------------------------------------ images

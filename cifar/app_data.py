@@ -258,15 +258,19 @@ def tune_command(paths: Paths) -> str:
 
 
 def release_memory() -> bool:
-    """Give freed heap memory back to the OS (glibc's malloc_trim); True if it could.
+    """Collect garbage, freeze what survives, and give freed heap back to the OS (glibc's malloc_trim).
 
     An Integrated Gradients pass on ResNet18 allocates ~250 MB of activations; glibc keeps those
-    pages after they are freed, so without this the server's RSS stays ~250 MB higher (measured).
+    pages after they are freed, so without the trim the server's RSS stays ~250 MB higher
+    (measured). gc.freeze() moves the ~470k long-lived objects of torch, torchvision and captum
+    out of the collector's way, so Streamlit's gc.collect(2) after every script run takes
+    milliseconds instead of ~0.35 s on a 2-core CPU. True if the trim ran.
     """
     import ctypes
     import gc
 
     gc.collect()
+    gc.freeze()
     try:
         return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do

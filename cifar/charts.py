@@ -128,14 +128,15 @@ def tune_heatmap(grid: Mapping[str, Any], height: int = 220) -> alt.LayerChart:
                alt.Tooltip("best_val_acc:Q", title="best val acc", format=".2%"),
                alt.Tooltip("trials:Q"), alt.Tooltip("failed:Q")]
     rect = base.mark_rect(stroke="white").encode(
-        color=alt.condition("isValid(datum.best_val_acc)",
-                            alt.Color("best_val_acc:Q", title="val acc", scale=alt.Scale(scheme="greens"),
-                                      legend=alt.Legend(format=".0%")),
-                            alt.value("#dddddd")),
+        color=alt.Color("best_val_acc:Q", title="val acc", scale=alt.Scale(scheme="greens"),
+                        legend=alt.Legend(format=".0%")),
         tooltip=tooltip,
     )
+    # Vega-Lite drops marks whose colour value is null, so failed cells get their own grey layer.
+    failed = base.transform_filter("!isValid(datum.best_val_acc)").mark_rect(color="#dddddd", stroke="white").encode(
+        tooltip=tooltip)
     text = base.mark_text(fontSize=13).encode(text="label:N", tooltip=tooltip)
-    return alt.layer(rect, text).properties(height=height)
+    return alt.layer(rect, failed, text).properties(height=height)
 
 
 def per_class_accuracy(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, str], height: int = 260) -> alt.LayerChart:
@@ -158,3 +159,11 @@ def per_class_accuracy(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, s
     ticks = alt.Chart(df).transform_filter(alt.datum.source == "report").mark_tick(
         color="black", thickness=2, orient="horizontal").encode(**enc)
     return alt.layer(bars, ticks).properties(height=height)
+
+
+def training_panel(history: Sequence[Mapping[str, float]], best_epoch: int, width: int = 360) -> alt.VConcatChart:
+    """Loss, accuracy and lr of one run stacked in one chart (one Vega view instead of three: cheaper to draw)."""
+    parts = [training_curve(history, best_epoch, "loss", height=190).properties(width=width),
+             training_curve(history, best_epoch, "accuracy", height=190).properties(width=width),
+             lr_schedule(history, best_epoch, height=150).properties(width=width)]
+    return alt.vconcat(*parts, spacing=18).resolve_scale(color="shared")

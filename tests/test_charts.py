@@ -92,8 +92,9 @@ def test_tune_heatmap_marks_failed_cells():
     grid = analysis.tune_grid([{"lr": "0.001", "batch_size": "32", "best_val_acc": "0.87"},
                                {"lr": "0.003", "batch_size": "32", "best_val_acc": ""}])
     spec = charts.tune_heatmap(grid).to_dict()
-    rect, text = layers(spec)
+    rect, failed, text = layers(spec)
     assert rect["encoding"]["x"]["field"] == "batch_size" and rect["encoding"]["y"]["field"] == "lr_label"
+    assert failed["mark"]["color"] == "#dddddd" and "isValid" in failed["transform"][0]["filter"]
     labels = sorted(r["label"] for r in data_of(spec, text))
     assert labels == ["87.0%", "failed"]
 
@@ -109,3 +110,12 @@ def test_per_class_accuracy_bars_and_report_ticks():
     values = data_of(spec, bars)
     assert sum(1 for v in values if v["source"] == "ours") == 10  # ResNet18 unavailable: no bars
     assert sum(1 for v in values if v["source"] == "report") == 20
+
+
+def test_training_panel_stacks_loss_accuracy_and_lr():
+    spec = charts.training_panel(HISTORY, best_epoch=2).to_dict()
+    loss, acc, lr = spec["vconcat"]
+    assert [layer["mark"]["type"] for layer in loss["layer"]] == ["line", "rule"]
+    assert acc["layer"][0]["encoding"]["y"]["axis"]["format"] == ".0%"
+    assert lr["layer"][0]["encoding"]["y"]["field"] == "lr"
+    assert all(part["width"] == 360 for part in spec["vconcat"])
