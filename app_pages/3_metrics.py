@@ -55,11 +55,9 @@ with left:
     mode = st.segmented_control("Cells show", ["counts", "row-normalised"], default="counts", key="cm_mode",
                                 persist_state="session")
     chart_key = f"cm_{model}"
-    normalized = mode == "row-normalised"
-    spec = chart_spec("confusion", (eval_key, normalized),
-                      lambda: charts.confusion_heatmap(cm, SHORT_CLASSES, normalized=normalized))
-    st.vega_lite_chart(spec=spec, key=chart_key, on_select=partial(_pick_cell, chart_key),
-                       selection_mode=charts.CELL_SELECTION)
+    # Not a cached spec like the other charts: the click selection (on_select) goes through Altair's params.
+    st.altair_chart(charts.confusion_heatmap(cm, SHORT_CLASSES, normalized=mode == "row-normalised"), key=chart_key,
+                    on_select=partial(_pick_cell, chart_key), selection_mode=charts.CELL_SELECTION)
     st.caption("Rows: true class; columns: predicted. Click a cell to see its images below.")
 with right:
     st.markdown("**Most confused pairs**")

@@ -56,10 +56,10 @@ def other_model(model: str) -> str:
 
 def show_problem(e: Unavailable) -> None:
     """One error box: what is wrong with which file, and the command that fixes it."""
-    if e.command:
-        st.error(f"{e.message}\n\nRebuild it with:\n```bash\n{e.command}\n```", icon=":material/error:")
-    else:
-        st.error(e.message, icon=":material/error:")
+    with st.container():  # the box and its command stay together
+        st.error(f"{e.message}" + ("\n\nRebuild it with:" if e.command else ""), icon=":material/error:")
+        if e.command:
+            st.code(e.command, language="bash", wrap_lines=True)  # wraps in narrow columns, copy button
 
 
 # ------------------------------------------------------------------------------ cached loaders

@@ -135,8 +135,8 @@ def read_meta(model: str, paths: Paths) -> dict[str, Any]:
     try:
         meta = read_metadata(path)
     except CheckpointError as e:
-        what = "is missing" if not path.exists() else "cannot be read"
-        raise Unavailable(f"The {TITLES[model]} checkpoint {path} {what}: {e}", rebuild_command(model, paths)) from None
+        what = f"{path} is missing." if not path.exists() else f"cannot be read: {e}"
+        raise Unavailable(f"The {TITLES[model]} checkpoint {what}", rebuild_command(model, paths)) from None
     if meta.get("model") != model:
         raise Unavailable(f"{path} holds a {meta.get('model')!r} model, not {model!r}.", rebuild_command(model, paths))
     return meta

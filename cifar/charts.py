@@ -94,12 +94,11 @@ def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool
         rect = rect.add_params(sel).encode(
             opacity=alt.condition(sel, alt.value(1.0), alt.value(0.55)),
         )
-    text = base.mark_text(fontSize=11).encode(
-        text=alt.Text(f"{value}:Q", format=".0%" if normalized else "d"),
-        color=alt.Color("ink:N", scale=None),
-        tooltip=tooltip,
-    )
-    return alt.layer(rect, text).properties(width=size, height=size)
+    # One text layer per ink colour (filtered), rather than a colour encoding: simplest for Vega-Lite.
+    texts = [base.transform_filter(alt.datum.ink == ink).mark_text(fontSize=11, color=ink).encode(
+                 text=alt.Text(f"{value}:Q", format=".0%" if normalized else "d"), tooltip=tooltip)
+             for ink in ("black", "white", "#b0b0b0")]
+    return alt.layer(rect, *texts).properties(width=size, height=size)
 
 
 def prf_bars(classification: Mapping[str, Any], height: int = 260) -> alt.Chart:

@@ -79,6 +79,11 @@ def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def commands(at: AppTest) -> str:
+    """The shell commands the page shows (st.code blocks)."""
+    return "\n".join(c.value for c in at.code)
+
+
 def cnn_eval(ckpt: Path) -> dict:
     with np.load(ckpt / "cnn.eval.npz") as z:
         return {k: z[k] for k in z.files}
@@ -209,13 +214,15 @@ def test_missing_checkpoint_names_the_rebuild_command_and_the_other_model_works(
     assert len(at.error) == 1
     msg = at.error[0].value
     assert "resnet18.safetensors" in msg and "is missing" in msg
-    assert "python -m cifar.train --model resnet18 --recipe fast" in msg
-    assert f"cp runs/resnet18-fast/resnet18.safetensors" in msg
+    command = commands(at)
+    assert "python -m cifar.train --model resnet18 --recipe fast" in command
+    assert "cp runs/resnet18-fast/resnet18.safetensors" in command
     assert any(m.label == "test accuracy" for m in at.metric)  # the CNN's card still renders
 
     at = open_page("attributions")
     no_exception(at)
     assert len(at.error) == 1 and "resnet18.safetensors" in at.error[0].value
+    assert "python -m cifar.train --model resnet18" in commands(at)
     assert any(i.captions == ["overlay"] for i in at.image)  # the CNN's attribution still renders
 
 
@@ -227,7 +234,7 @@ def test_corrupt_checkpoint_is_reported_on_the_model_pages(damaged):
     at.switch_page(PAGES["feature_maps"]).run()
     no_exception(at)
     assert len(at.error) == 1
-    assert "resnet18.safetensors" in at.error[0].value and "python -m cifar.train" in at.error[0].value
+    assert "resnet18.safetensors" in at.error[0].value and "python -m cifar.train" in commands(at)
 
 
 def test_missing_evaluation_names_the_evaluate_command(damaged):
@@ -235,7 +242,8 @@ def test_missing_evaluation_names_the_evaluate_command(damaged):
     at = open_page("metrics")
     no_exception(at)
     assert len(at.error) == 1
-    assert f"python -m cifar.evaluate --checkpoint {damaged / 'cnn.safetensors'}" in at.error[0].value
+    assert "predictions" in at.error[0].value and "cnn.eval.npz" in at.error[0].value
+    assert f"python -m cifar.evaluate --checkpoint {damaged / 'cnn.safetensors'}" in commands(at)
 
 
 def test_full_test_set_is_used_when_the_data_is_there(ckpt, monkeypatch):
