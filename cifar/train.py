@@ -65,8 +65,10 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
-                                                   steps_per_epoch=steps_per_epoch, pct_start=cfg.onecycle_pct_start)
+        # OneCycleLR divides by its phase lengths, which are 0 for a smoke run of a handful of steps;
+        # a floor of 8 steps keeps such runs working (their cycle just never finishes).
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(8, cfg.epochs * steps_per_epoch),
+                                                   pct_start=cfg.onecycle_pct_start)
     return None
 
 
@@ -104,12 +106,18 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: Tr
     order = torch.randperm(len(splits.train_y), generator=gen)[: n_steps * cfg.batch_size]
     images = augment(splits.train_x[order], gen)
     labels = splits.train_y[order]
+    size = cfg.train_size(epoch)
     total_loss = torch.zeros(())
     correct = torch.zeros((), dtype=torch.long)
-    bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress, unit="step")
+    bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}" + (f" @{size}px" if size != 32 else ""), leave=False, disable=not progress, unit="step")
     for step in bar:
         sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-        x = rt.prepare_input(normalize(images[sl]))
+        x = normalize(images[sl])
+        if size != x.shape[-1]:
+            # Progressive resizing: a 16px step costs a third of a 32px one on the CPU, and the
+            # network (global average pool) takes any size; antialias keeps the downscale faithful.
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = rt.prepare_input(x)
         y = labels[sl].to(rt.device, non_blocking=True)
         with rt.autocast():
             logits = model(x)
@@ -231,12 +239,13 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         seconds = time.perf_counter() - t0
         st.epoch, st.wall_time = epoch, st.wall_time + seconds
         st.history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                               val_acc=val_acc, lr=lr, seconds=seconds))
+                               val_acc=val_acc, lr=lr, seconds=seconds, train_size=cfg.train_size(epoch)))
         if val_acc > st.best_val_acc:
             st.best_epoch, st.best_val_acc = epoch, val_acc
             st.best_weights = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
             f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.2e}  {seconds:.0f}s"
+            f"{f'  @{cfg.train_size(epoch)}px' if cfg.train_size(epoch) != 32 else ''}"
             f"{'  *best' if st.best_epoch == epoch else ''}")
         save_state(_resume_state(cfg, model, opt, sched, ema, gen, st), resume_path)
         done_here += 1
