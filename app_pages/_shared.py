@@ -122,7 +122,7 @@ def depth(model: str) -> int | None:
 @st.cache_resource(show_spinner="Loading model weights…", max_entries=2)
 def _model(model: str, ckpt: str, data: str, key: Any):
     net = app_data.load_checkpoint(model, _paths(ckpt, data))[0]
-    app_data.release_memory()  # torch and torchvision are imported now: freeze their objects
+    app_data.release_memory()  # torch and captum are imported now: freeze their objects
     return net
 
 

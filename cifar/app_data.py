@@ -262,7 +262,7 @@ def release_memory() -> bool:
 
     An Integrated Gradients pass on ResNet18 allocates ~250 MB of activations; glibc keeps those
     pages after they are freed, so without the trim the server's RSS stays ~250 MB higher
-    (measured). gc.freeze() moves the ~470k long-lived objects of torch, torchvision and captum
+    (measured). gc.freeze() moves the ~470k long-lived objects of torch and captum
     out of the collector's way, so Streamlit's gc.collect(2) after every script run takes
     milliseconds instead of ~0.35 s on a 2-core CPU. True if the trim ran.
     """

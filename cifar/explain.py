@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from cifar.models import BasicBlock
+
 METHODS = ("Integrated Gradients", "Saliency", "SmoothGrad", "Guided Backprop", "Grad-CAM", "Occlusion")
 BASELINES = ("black", "zero")
 # Black pixels (uint8 0) in the report's [-1, 1] normalisation; "zero" is mid-grey (127.5).
 _BASELINE_VALUE = {"black": -1.0, "zero": 0.0}
 # Grad-CAM at 8×8: the last stage that still has some resolution (layer4 / pool3 are 4×4).
-_GRADCAM_DEFAULTS = {"ResNet": "layer3", "CustomCNN": "conv3.2"}
+_GRADCAM_DEFAULTS = {"ResNet18": "layer3", "ResNet": "layer3", "CustomCNN": "conv3.2"}  # ResNet: torchvision's
 # Images per forward/backward pass inside IG, SmoothGrad and Occlusion: all 50 IG steps of ResNet18
 # at 32×32 fit in ~0.4 GB of activations, and one big batch is much faster than many small ones.
 MAX_BATCH = 64
@@ -64,9 +66,7 @@ def count_hooks(model: nn.Module) -> int:
 
 def _candidates(model: nn.Module) -> list[str]:
     """Names of the modules `feature_layers` considers, in registration order (no forward pass)."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
-    blocks = (BasicBlock, Bottleneck)
+    blocks = (BasicBlock,)
     names = []
     for parent_name, parent in model.named_modules():
         for child_name, child in parent.named_children():
@@ -240,8 +240,6 @@ def feature_layers(model: nn.Module, *, input_size: tuple[int, int, int] = (3, 3
 
 def layer_label(name: str, module: nn.Module, shape: Sequence[int] | None = None) -> str:
     """A picker label such as "conv1.0 · Conv2d 3→64, 3×3" or "layer3.0 · BasicBlock 128→256, stride 2 → 256×8×8"."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
     kind = type(module).__name__
     if isinstance(module, nn.Conv2d):
         k = module.kernel_size
@@ -255,11 +253,10 @@ def layer_label(name: str, module: nn.Module, shape: Sequence[int] | None = None
     elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         k = module.kernel_size
         detail = f"{k}×{k}" if isinstance(k, int) else f"{k[0]}×{k[1]}"
-    elif isinstance(module, (BasicBlock, Bottleneck)):
-        last = module.conv3 if isinstance(module, Bottleneck) else module.conv2
-        detail = f"{module.conv1.in_channels}→{last.out_channels}"
-        if module.conv1.stride != (1, 1) or getattr(module.conv2, "stride", (1, 1)) != (1, 1):
-            detail += f", stride {max(module.conv1.stride[0], module.conv2.stride[0])}"
+    elif isinstance(module, BasicBlock):
+        detail = f"{module.conv1.in_channels}→{module.conv2.out_channels}"
+        if module.conv1.stride != (1, 1):
+            detail += f", stride {module.conv1.stride[0]}"
     else:
         detail = ""
     label = f"{name} · {kind} {detail}".rstrip()

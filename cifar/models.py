@@ -43,27 +43,82 @@ def custom_cnn(*, num_classes: int = 10, dropout: float = 0.4) -> nn.Module:
     return CustomCNN(num_classes=num_classes, dropout=dropout)
 
 
-def resnet18_cifar(*, num_classes: int = 10, dropout: float = 0.0, pretrained: bool = False) -> nn.Module:
-    """torchvision's resnet18 for 32×32 input: 3×3 stride-1 stem, no maxpool, optional Dropout → Linear head."""
-    from torchvision.models import ResNet18_Weights, resnet18
+class BasicBlock(nn.Module):
+    """ResNet's two-conv residual block, with torchvision's module names (conv1, bn1, relu, conv2, bn2, downsample)."""
 
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+                           if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18 with the report's CIFAR stem (3×3 stride-1 conv1, no maxpool).
+
+    Written out here rather than built from torchvision, with the same module names, parameter order
+    and initialisation, so torchvision's state dicts load as they are (a test checks equal outputs).
+    The reason is memory: importing torchvision adds ~160 MB to the app server, whose budget on
+    Streamlit Community Cloud's smallest tier is 690 MB.
+    """
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity()  # the ImageNet stem's maxpool would halve 32×32 before layer1
+        widths, cin = (64, 128, 256, 512), 64
+        for i, width in enumerate(widths, start=1):
+            stride = 1 if i == 1 else 2
+            self.add_module(f"layer{i}", nn.Sequential(BasicBlock(cin, width, stride), BasicBlock(width, width)))
+            cin = width
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = (nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes)) if dropout > 0
+                   else nn.Linear(512, num_classes))
+        for m in self.modules():  # torchvision's init; Linear keeps PyTorch's default
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18_cifar(*, num_classes: int = 10, dropout: float = 0.0, pretrained: bool = False) -> nn.Module:
+    """ResNet18 for 32×32 input: 3×3 stride-1 stem, no maxpool, optional Dropout → Linear head.
+
+    pretrained=True starts from torchvision's ImageNet weights (all but the stem and the head, whose
+    shapes differ); fetching them needs internet once.
+    """
+    model = ResNet18(num_classes=num_classes, dropout=dropout)
     if pretrained:
+        from torchvision.models import ResNet18_Weights  # only here: see ResNet18's docstring
+
         try:
-            model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
+            state = ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
         except Exception as e:  # offline: URLError / socket errors
             raise ModelError(
                 f"Could not fetch torchvision's ImageNet weights for resnet18 ({type(e).__name__}: {e}). "
                 "This needs internet access once (they are cached in ~/.cache/torch); "
                 "train from scratch with pretrained=False instead."
             ) from None
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-    else:
-        model = resnet18(weights=None, num_classes=num_classes)
-    # The ImageNet stem (7×7 stride 2 + maxpool) would shrink 32×32 to 8×8 before layer1.
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
-    if dropout > 0:
-        model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
+        body = {k: v for k, v in state.items() if not k.startswith(("conv1.", "fc."))}
+        model.load_state_dict(body, strict=False)
     return model
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from urllib.error import URLError
 
 import pytest
@@ -130,3 +133,60 @@ def test_pretrained_offline_is_a_clear_model_error(monkeypatch):
     msg = str(e.value)
     assert "resnet18" in msg and "URLError" in msg
     assert "pretrained=False" in msg  # the way out
+
+
+def _torchvision_cifar_resnet18() -> nn.Module:
+    """What the report builds: torchvision's resnet18 with the 3×3 stem and no maxpool."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=10)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def test_resnet18_is_torchvisions_resnet18_with_the_cifar_stem(resnet):
+    tv = _torchvision_cifar_resnet18().eval()
+    # Same names and shapes in the same order: torchvision state dicts and optimiser states load as they are.
+    assert [(k, v.shape) for k, v in resnet.state_dict().items()] == [(k, v.shape) for k, v in tv.state_dict().items()]
+    # Same computation: torchvision's weights (BN statistics made non-trivial) give the same logits.
+    with torch.no_grad():
+        for m in tv.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    resnet.load_state_dict(tv.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(resnet(x), tv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_resnet18_init_follows_torchvision():
+    torch.manual_seed(0)
+    ours = resnet18_cifar()
+    std = ours.layer3[0].conv1.weight.std().item()
+    # kaiming_normal_(mode="fan_out") for a 3×3 conv with 256 outputs: std = sqrt(2 / (256·9)).
+    assert std == pytest.approx((2 / (256 * 9)) ** 0.5, rel=0.05)
+    assert torch.equal(ours.layer2[0].bn1.weight, torch.ones(128)) and not ours.layer2[0].bn1.bias.any()
+
+
+def test_pretrained_copies_the_body_and_keeps_the_cifar_stem_and_head(monkeypatch):
+    import torchvision.models._api as tv_api
+    from torchvision.models import resnet18
+
+    imagenet = resnet18(weights=None).state_dict()  # stands in for the downloaded file
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda *a, **k: imagenet)
+    model = resnet18_cifar(pretrained=True)
+    assert torch.equal(model.layer4[1].conv2.weight, imagenet["layer4.1.conv2.weight"])
+    assert model.conv1.weight.shape == (64, 3, 3, 3) and model.fc.out_features == 10
+
+
+def test_the_app_side_of_the_package_does_not_import_torchvision():
+    # torchvision costs the app server ~160 MB; only training-time helpers may import it.
+    code = ("import sys, cifar.models, cifar.explain, cifar.app_data, cifar.analysis, cifar.charts, cifar.images; "
+            "m = cifar.models.build_model('resnet18'); "
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -26,6 +26,7 @@ from cifar import CLASSES
 from cifar.checkpoints import load_model, load_state, read_metadata
 from cifar.data import load_cifar10, make_splits
 from cifar.evaluate import load_evaluation
+from cifar.config import make_config
 from cifar.train import RESUME_FILE, TrainingError, build_parser, fit, main
 from conftest import TINY_EPOCHS, VAL_SIZE, tiny_args
 
@@ -268,7 +269,8 @@ def test_checkpoint_metadata_describes_the_run(cifar_root, reference_run, fake_d
     history = meta["history"]
     assert [h["epoch"] for h in history] == list(range(1, TINY_EPOCHS + 1)) and meta["epochs_run"] == TINY_EPOCHS
     for h in history:
-        assert set(h) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+        assert set(h) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "train_size"}
+        assert h["train_size"] == 32  # no --train-sizes: every epoch at full size
         assert 0 <= h["train_acc"] <= 1 and 0 <= h["val_acc"] <= 1 and h["seconds"] > 0
         assert np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"])
     assert history[0]["lr"] == cfg.lr
@@ -295,3 +297,32 @@ def test_tiny_training_learns(reference_run):
     # learn (labels shuffled against images, no optimiser step) would stay near 10%.
     meta = read_metadata(reference_run / "cnn.safetensors")
     assert meta["test_acc"] > 0.4 and meta["val_acc"] > 0.4
+
+
+def test_progressive_resizing_trains_small_then_full_size(cifar_root, tmp_path, monkeypatch):
+    seen = []
+    real = torch.nn.functional.interpolate
+
+    def spy(x, *args, **kwargs):
+        seen.append(tuple(kwargs.get("size") or args[0]))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "interpolate", spy)
+    cfg = make_config("resnet18", "cpu", epochs=3, train_sizes="16:1,24:1", batch_size=16, limit_train=32,
+                      val_size=16, ema_decay=0.0)
+    meta = fit(cfg, make_splits(load_cifar10(cifar_root), cfg.val_size, cfg.split_seed, cfg.limit_train), tmp_path,
+               progress=False, log=_quiet)
+    assert [h["train_size"] for h in meta["history"]] == [16, 24, 32]
+    assert set(seen) == {(16, 16), (24, 24)} and len(seen) == 4  # 2 steps at each small size, none at 32
+    assert meta["config"]["train_sizes"] == "16:1,24:1"
+
+
+@pytest.mark.parametrize("spec, message", [("16-2", "SIZE:EPOCHS"), ("40:1", "8..32"), ("16:0", "at least 1 epoch")])
+def test_bad_train_sizes_fail_before_training(spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("resnet18", "cpu", train_sizes=spec)
+
+
+def test_the_cnn_refuses_progressive_resizing():
+    with pytest.raises(ValueError, match="32px only"):
+        make_config("cnn", "paper", train_sizes="16:2")
