@@ -28,6 +28,8 @@ for col, model in zip(st.columns(len(MODELS), border=True), MODELS):
                    f"(gap {h['gap']:+.2%}) · {analysis.format_duration(meta.get('wall_time_s'))} on {meta.get('hardware', '?')}")
         st.vega_lite_chart(spec=chart_spec("training", model_cache_key(model),
                                            lambda: charts.training_panel(history, h["best_epoch"])))
+        if phases := analysis.size_phases_text(history):
+            st.caption(phases)
         if meta.get("command"):
             st.code(meta["command"], language="bash", wrap_lines=True)
 

@@ -248,7 +248,33 @@ def recipe_text(config: Mapping[str, Any]) -> str:
     if c.get("dropout"):
         parts.append(f"dropout {c['dropout']:g}")
     parts.append(f"{c.get('epochs', '?')} epochs" + (f", early stop {c['early_stopping']}" if c.get("early_stopping") else ""))
+    if c.get("train_sizes"):
+        parts.append(f"progressive resizing {c['train_sizes']} (size:epochs, then 32px)")
     return ", ".join(parts)
+
+
+def size_phases(history: Sequence[Mapping[str, Any]]) -> list[dict[str, int]]:
+    """Runs of epochs trained at one image size: [{"size", "first", "last"}, ...] (histories without
+    `train_size` were all at 32px)."""
+    phases: list[dict[str, int]] = []
+    for h in history:
+        size = int(h.get("train_size", 32))
+        if phases and phases[-1]["size"] == size:
+            phases[-1]["last"] = int(h["epoch"])
+        else:
+            phases.append({"size": size, "first": int(h["epoch"]), "last": int(h["epoch"])})
+    return phases
+
+
+def size_phases_text(history: Sequence[Mapping[str, Any]]) -> str:
+    """"Epochs 1–5 trained on 16px images, 6–7 on 24px, 8 on 32px. …" or "" when all were 32px."""
+    phases = size_phases(history)
+    if all(p["size"] == 32 for p in phases):
+        return ""
+    spans = [(f"{p['first']}" if p["first"] == p["last"] else f"{p['first']}–{p['last']}") + f" on {p['size']}px"
+             for p in phases]
+    return ("Progressive resizing: epochs " + ", ".join(spans) + " images. Validation is always at 32px, so "
+            "accuracy jumps when the training size grows.")
 
 
 def format_duration(seconds: float | None) -> str:

@@ -164,7 +164,9 @@ def test_recipe_text_and_durations():
 
     text = analysis.recipe_text(make_config("resnet18", "fast").to_dict())
     assert text.startswith("SGD (momentum 0.9, Nesterov, wd 0.0005), lr 0.2, batch 256, OneCycleLR")
-    assert "label smoothing 0.1" in text and "EMA 0.999" in text
+    assert "label smoothing 0.1" in text and "EMA 0.999" in text and "resizing" not in text
+    cpu = analysis.recipe_text(make_config("resnet18", "cpu").to_dict())
+    assert cpu.endswith("8 epochs, progressive resizing 16:5,24:2 (size:epochs, then 32px)")
     assert analysis.format_duration(48.4) == "48 s"
     assert analysis.format_duration(725) == "12 min 05 s"
     assert analysis.format_duration(None) == "—"
@@ -175,6 +177,16 @@ def test_recipe_text_and_durations():
 
 HISTORY = [dict(epoch=e, train_loss=2.0 / e, train_acc=0.3 * e, val_loss=2.1 / e, val_acc=0.28 * e, lr=0.1 / e,
                 seconds=3.0) for e in (1, 2, 3)]
+
+
+def test_size_phases():
+    sized = [dict(h, train_size=s) for h, s in zip(HISTORY + [dict(HISTORY[0], epoch=4)], (16, 16, 24, 32))]
+    assert analysis.size_phases(sized) == [{"size": 16, "first": 1, "last": 2}, {"size": 24, "first": 3, "last": 3},
+                                          {"size": 32, "first": 4, "last": 4}]
+    assert analysis.size_phases_text(sized).startswith("Progressive resizing: epochs 1–2 on 16px, 3 on 24px, 4 on 32px images.")
+    # Histories from before --train-sizes have no train_size: all 32px, nothing to say.
+    assert analysis.size_phases(HISTORY) == [{"size": 32, "first": 1, "last": 3}]
+    assert analysis.size_phases_text(HISTORY) == ""
 
 
 def test_history_long_and_summary():

@@ -49,7 +49,7 @@ def test_every_page_renders_in_chromium_without_an_exception(tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     SHOTS.mkdir(exist_ok=True)
     problems = []
-    with streamlit_server(env, log) as (url, _proc), chromium() as browser:
+    with streamlit_server(env, log) as (url, proc), chromium() as browser:
         for path, title in PAGES.items():
             browser.call("Page.navigate", url=f"{url}/{path}")
             time.sleep(1.0)  # let the previous page go before polling this one
@@ -74,6 +74,12 @@ def test_every_page_renders_in_chromium_without_an_exception(tmp_path_factory):
                 problems.append(f"{path}: {charts} charts drawn, expected {CHARTS[path]}")
             if shown is not None and title not in shown:
                 problems.append(f"{path}: title {shown!r} lacks {title!r}")
+        # The hosted demo's memory budget (Pipfile, README): after every page, the server must not have
+        # loaded torchvision (~160 MB) or scikit-learn/SciPy (~130 MB); their native libraries would show here.
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        heavy = [lib for lib in ("torchvision", "sklearn", "scipy") if f"/site-packages/{lib}/" in maps]
+        if heavy:
+            problems.append(f"the server loaded {', '.join(heavy)}, which the Pipfile for Streamlit Cloud leaves out")
     assert not problems, "\n".join(problems) + f"\nserver log: {log}"
     assert all((SHOTS / f"{p or 'overview'}.png").stat().st_size > 10_000 for p in PAGES)
 
