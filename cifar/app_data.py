@@ -212,17 +212,14 @@ def load_test_images(paths: Paths) -> TestImages:
     Reads only test_batch (30 MB), not the 150 MB training set that cifar.bundle.load_test_images
     would load through load_cifar10.
     """
-    from cifar.data import BATCH_FOLDER, TEST_FILE, _decode, _read_batch
+    from cifar.data import cifar_test_file, load_test_split
 
-    root = Path(paths.data)
-    folder = root if root.name == BATCH_FOLDER else root / BATCH_FOLDER
-    test_file = folder / TEST_FILE
-    if test_file.is_file():
-        try:
-            images, labels = _decode(_read_batch(test_file, root), test_file)
-            return TestImages(images, labels, np.arange(len(labels)), full=True, source=str(test_file))
-        except DataError:
-            pass  # a broken dataset: fall back to the bundle, as on a fresh clone
+    try:
+        images, labels, test_file = load_test_split(paths.data)
+        return TestImages(images, labels, np.arange(len(labels)), full=True, source=str(test_file))
+    except DataError:
+        pass  # no dataset (a fresh clone) or a broken one: the demo bundle
+    test_file = cifar_test_file(paths.data)
     path = paths.bundle
     if not path.is_file():
         raise Unavailable(f"No test images: the demo bundle {path} is missing and {test_file} does not exist.",

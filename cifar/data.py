@@ -134,6 +134,19 @@ def download_archive(root: Path) -> None:
         ) from None
 
 
+def load_test_split(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray, Path]:
+    """Only the 10,000 test images (N, 32, 32, 3) uint8 and labels, and the file read: 30 MB instead
+    of load_cifar10's 180 MB, for the app. DataError when the file is missing or broken."""
+    path = cifar_test_file(root)
+    images, labels = _decode(_read_batch(path, resolve_data_dir(root)), path)
+    return images, labels, path
+
+
+def cifar_test_file(root: str | os.PathLike | None = None) -> Path:
+    """Where the test batch lives under a data folder (see resolve_data_dir)."""
+    return _batch_dir(resolve_data_dir(root)) / TEST_FILE
+
+
 def load_cifar10(root: str | os.PathLike | None = None, download: bool = False) -> Cifar10:
     """Read the official pickle layout under root (see resolve_data_dir); optionally download it first."""
     root = resolve_data_dir(root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 from urllib.error import URLError
 
@@ -18,6 +19,7 @@ from cifar.data import (
     DataError,
     augment,
     load_cifar10,
+    load_test_split,
     make_splits,
     normalize,
     resolve_data_dir,
@@ -403,3 +405,16 @@ def test_to_tensor_is_nchw_of_nhwc(fake_data):
     assert t.shape == (N_TEST, 3, 32, 32)
     assert t[3, 2, 10, 20] == fake_data.test_images[3, 10, 20, 2]
 
+
+
+def test_load_test_split_reads_only_the_test_batch(cifar_root, tmp_path):
+    images, labels, path = load_test_split(cifar_root)
+    full = load_cifar10(cifar_root)
+    assert path.name == "test_batch" and np.array_equal(images, full.test_images) and np.array_equal(labels, full.test_labels)
+    # Without the training batches it still works: the app needs nothing else.
+    only_test = tmp_path / "cifar-10-batches-py"
+    only_test.mkdir()
+    shutil.copy(path, only_test / "test_batch")
+    assert np.array_equal(load_test_split(tmp_path)[0], images)
+    with pytest.raises(DataError, match="test_batch is missing"):
+        load_test_split(tmp_path / "nowhere")
