@@ -190,6 +190,18 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.25):
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _stop(proc: "subprocess.Popen") -> None:
+    """Terminate a child process, killing it if it has not exited within 10 s."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def streamlit_server(env: dict[str, str], log: Path, timeout: float = 120) -> Iterator[tuple[str, "subprocess.Popen"]]:
     """`streamlit run streamlit_app.py` on a free localhost port → (base URL, process); stopped on exit."""
@@ -218,12 +230,7 @@ def streamlit_server(env: dict[str, str], log: Path, timeout: float = 120) -> It
         wait_for(healthy, timeout, "the Streamlit server")
         yield url, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 class Browser:
@@ -319,10 +326,5 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Browser]:
     finally:
         if browser is not None:
             browser.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         _sh.rmtree(profile, ignore_errors=True)

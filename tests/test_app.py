@@ -21,17 +21,11 @@ from app_fixtures import app_checkpoints_once
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from app_pages._shared import PAGE_FILES  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-PAGES = {
-    "overview": "app_pages/1_overview.py",
-    "training": "app_pages/2_training.py",
-    "metrics": "app_pages/3_metrics.py",
-    "misclassifications": "app_pages/4_misclassifications.py",
-    "feature_maps": "app_pages/5_feature_maps.py",
-    "attributions": "app_pages/6_attributions.py",
-    "your_image": "app_pages/7_your_image.py",
-}
+PAGES = PAGE_FILES  # the entrypoint builds its st.Page list from the same table
 # Generous: the first run imports torch and loads both models; CI machines can be slow.
 TIMEOUT = 300
 
