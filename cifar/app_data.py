@@ -191,7 +191,6 @@ def load_eval(model: str, paths: Paths) -> dict[str, np.ndarray]:
 def load_summary(model: str, paths: Paths) -> dict[str, Any]:
     """metrics.summarize() of the evaluation: the .metrics.json, or recomputed when it is missing or stale."""
     from cifar import CLASSES
-    from cifar.metrics import summarize
 
     ev = load_eval(model, paths)
     try:
@@ -200,6 +199,13 @@ def load_summary(model: str, paths: Paths) -> dict[str, Any]:
             return summary
     except (OSError, ValueError):
         pass
+    try:
+        # Imported only here: scikit-learn costs the server ~130 MB, and the hosted demo (Pipfile)
+        # leaves it out because the shipped .metrics.json files make it unnecessary.
+        from cifar.metrics import summarize
+    except ImportError:
+        raise Unavailable(f"The {TITLES[model]} metrics {paths.metrics(model)} are missing or stale, and recomputing "
+                          f"them needs scikit-learn, which this installation lacks.", evaluate_command(model, paths)) from None
     return summarize(ev["labels"], ev["probs"], list(CLASSES))
 
 

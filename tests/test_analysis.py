@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -338,6 +339,17 @@ def test_summary_is_recomputed_without_the_json(tmp_path):
     np.savez(tmp_path / "cnn.eval.npz", probs=probs, preds=probs.argmax(1), labels=labels, logits=np.log(probs))
     s = app_data.load_summary("cnn", paths)
     assert s["accuracy"] == pytest.approx((probs.argmax(1) == labels).mean())
+
+
+def test_summary_without_json_or_sklearn_says_how_to_rebuild(tmp_path, monkeypatch):
+    # The hosted demo (Pipfile) has no scikit-learn: a missing .metrics.json must be a message, not a crash.
+    paths = app_data.Paths(tmp_path, tmp_path)
+    probs = np.full((10, 10), 0.1)
+    np.savez(tmp_path / "cnn.eval.npz", probs=probs, preds=probs.argmax(1), labels=np.arange(10))
+    monkeypatch.setitem(sys.modules, "cifar.metrics", None)  # makes `import cifar.metrics` raise ImportError
+    with pytest.raises(app_data.Unavailable, match="needs scikit-learn") as e:
+        app_data.load_summary("cnn", paths)
+    assert e.value.command.startswith("python -m cifar.evaluate --checkpoint")
 
 
 def test_test_images_read_only_the_test_batch(cifar_root, tmp_path):
