@@ -289,7 +289,7 @@ def _attribution(model_key: tuple, image: np.ndarray, target: int, method: str, 
     from cifar import explain
 
     attr = explain.attribute(_net, explain.to_input(image), target, method, **dict(params))
-    app_data.release_memory()  # IG/SmoothGrad/Occlusion batches leave ~250 MB in glibc's heap otherwise
+    app_data.release_memory()  # IG/SmoothGrad/Occlusion batches stay in glibc's heap otherwise (see there)
     return attr
 
 

@@ -200,7 +200,8 @@ def load_summary(model: str, paths: Paths) -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     try:
-        # Imported only here: scikit-learn costs the server ~130 MB, and the hosted demo (Pipfile)
+        # Imported only here: scikit-learn costs the server 66-131 MB (import sklearn.metrics, measured
+        # after and before pandas), and the hosted demo (Pipfile)
         # leaves it out because the shipped .metrics.json files make it unnecessary.
         from cifar.metrics import summarize
     except ImportError:
@@ -263,10 +264,10 @@ def tune_command(paths: Paths) -> str:
 def release_memory() -> bool:
     """Collect garbage, freeze what survives, and give freed heap back to the OS (glibc's malloc_trim).
 
-    An Integrated Gradients pass on ResNet18 allocates ~250 MB of activations; glibc keeps those
-    pages after they are freed, so without the trim the server's RSS stays ~250 MB higher
-    (measured). gc.freeze() moves the ~470k long-lived objects of torch and captum
-    out of the collector's way, so Streamlit's gc.collect(2) after every script run takes
+    An Integrated Gradients pass on ResNet18 allocates batches of activations (peak +111 MB at
+    explain.MAX_BATCH 16, +307 MB at 64); glibc keeps those pages after they are freed, so without
+    the trim the server's RSS stays that much higher. gc.freeze() moves the long-lived objects of
+    torch and captum (~470k, counted when torchvision was still imported) out of the collector's way, so Streamlit's gc.collect(2) after every script run takes
     milliseconds instead of ~0.35 s on a 2-core CPU. True if the trim ran.
     """
     import ctypes

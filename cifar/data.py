@@ -137,8 +137,9 @@ def download_archive(root: Path) -> None:
 def load_test_split(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray, Path]:
     """Only the 10,000 test images (N, 32, 32, 3) uint8 and labels, and the file read: 30 MB instead
     of load_cifar10's 180 MB, for the app. DataError when the file is missing or broken."""
+    root = resolve_data_dir(root)
     path = cifar_test_file(root)
-    images, labels = _decode(_read_batch(path, resolve_data_dir(root)), path)
+    images, labels = _decode(_read_batch(path, root), path)
     return images, labels, path
 
 

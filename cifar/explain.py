@@ -39,11 +39,11 @@ BASELINES = ("black", "zero")
 # Black pixels (uint8 0) in the report's [-1, 1] normalisation; "zero" is mid-grey (127.5).
 _BASELINE_VALUE = {"black": -1.0, "zero": 0.0}
 # Grad-CAM at 8×8: the last stage that still has some resolution (layer4 / pool3 are 4×4).
-_GRADCAM_DEFAULTS = {"ResNet18": "layer3", "ResNet": "layer3", "CustomCNN": "conv3.2"}  # ResNet: torchvision's
+_GRADCAM_DEFAULTS = {"ResNet18": "layer3", "CustomCNN": "conv3.2"}
 # Images per forward/backward pass inside IG, SmoothGrad and Occlusion. It sets the app's memory
 # peak: IG (50 steps) on ResNet18 raised the process's peak RSS by 307 MB in batches of 64, 111 MB
-# in 16 and 65 MB in 8, and took 0.9, 1.0 and 1.4 s (/tmp-free measurement in the CPU build of
-# torch, see README). 16 keeps a hosted demo's peak well inside its memory tier at ~10% speed.
+# in 16 and 65 MB in 8, and took 0.9, 1.0 and 1.4 s (ru_maxrss around three explain.attribute
+# calls, torch 2.13.0+cpu, 2 cores). 16 keeps a hosted demo's peak inside its memory tier for ~10% speed.
 MAX_BATCH = 16
 # Modules whose output a student wants to look at (when it is a 4D map bigger than 1×1).
 _LEAF_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d)

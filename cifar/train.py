@@ -109,7 +109,8 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: Tr
     size = cfg.train_size(epoch)
     total_loss = torch.zeros(())
     correct = torch.zeros((), dtype=torch.long)
-    bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}" + (f" @{size}px" if size != 32 else ""), leave=False, disable=not progress, unit="step")
+    bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}{size_note(size)}", leave=False, disable=not progress,
+               unit="step")
     for step in bar:
         sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
         x = normalize(images[sl])
@@ -140,6 +141,11 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: Tr
             bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.3f}")
     n = n_steps * cfg.batch_size
     return total_loss.item() / n_steps, correct.item() / n
+
+
+def size_note(size: int) -> str:
+    """" @16px" for an epoch on downscaled images, "" at full size (progress bar and epoch line)."""
+    return f" @{size}px" if size != 32 else ""
 
 
 def git_commit() -> str:
@@ -227,6 +233,7 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         if stop_after is not None and done_here >= stop_after:
             return {}
         epoch = st.epoch + 1
+        size = cfg.train_size(epoch)
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, opt, sched, cfg, splits, rt, gen, ema, epoch, progress)
@@ -239,13 +246,12 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         seconds = time.perf_counter() - t0
         st.epoch, st.wall_time = epoch, st.wall_time + seconds
         st.history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                               val_acc=val_acc, lr=lr, seconds=seconds, train_size=cfg.train_size(epoch)))
+                               val_acc=val_acc, lr=lr, seconds=seconds, train_size=size))
         if val_acc > st.best_val_acc:
             st.best_epoch, st.best_val_acc = epoch, val_acc
             st.best_weights = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-            f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.2e}  {seconds:.0f}s"
-            f"{f'  @{cfg.train_size(epoch)}px' if cfg.train_size(epoch) != 32 else ''}"
+            f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.2e}  {seconds:.0f}s{size_note(size)}"
             f"{'  *best' if st.best_epoch == epoch else ''}")
         save_state(_resume_state(cfg, model, opt, sched, ema, gen, st), resume_path)
         done_here += 1

@@ -75,7 +75,7 @@ def test_every_page_renders_in_chromium_without_an_exception(tmp_path_factory):
             if shown is not None and title not in shown:
                 problems.append(f"{path}: title {shown!r} lacks {title!r}")
         # The hosted demo's memory budget (Pipfile, README): after every page, the server must not have
-        # loaded torchvision (~160 MB) or scikit-learn/SciPy (~130 MB); their native libraries would show here.
+        # loaded torchvision (~160 MB) or scikit-learn/SciPy (66-131 MB); their native libraries would show here.
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
         heavy = [lib for lib in ("torchvision", "sklearn", "scipy") if f"/site-packages/{lib}/" in maps]
         if heavy:
