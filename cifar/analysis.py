@@ -301,8 +301,11 @@ def accuracy_rows(ours: Mapping[str, Mapping[str, Any] | None], reference: Mappi
     """
     rows = []
     specs = [("train accuracy", "accuracy", "train"), ("validation accuracy", "accuracy", "val"),
-             ("test accuracy", "accuracy", "test"), ("macro precision", "macro", "precision"),
-             ("macro recall", "macro", "recall"), ("macro F1", "macro", "f1")]
+             ("test accuracy", "accuracy", "test"), ("test accuracy, flip TTA (2 passes)", "accuracy", "tta"),
+             ("macro precision", "macro", "precision"), ("macro recall", "macro", "recall"), ("macro F1", "macro", "f1")]
+    # The TTA row only when some evaluation measured it (`cifar.evaluate --flip-tta`): never a guess.
+    if not any((got or {}).get("summary") and "flip_tta_accuracy" in got["summary"] for got in ours.values()):
+        specs = [s for s in specs if s[2] != "tta"]
     for label, group, key in specs:
         row: dict[str, Any] = {"metric": label}
         for model, got in ours.items():
@@ -311,7 +314,8 @@ def accuracy_rows(ours: Mapping[str, Mapping[str, Any] | None], reference: Mappi
                 meta, summary = got.get("meta") or {}, got.get("summary") or {}
                 if group == "accuracy":
                     value = {"train": meta.get("train_acc"), "val": meta.get("val_acc"),
-                             "test": summary.get("accuracy", meta.get("test_acc"))}[key]
+                             "test": summary.get("accuracy", meta.get("test_acc")),
+                             "tta": summary.get("flip_tta_accuracy")}[key]
                 else:
                     value = (summary.get("classification") or {}).get("macro", {}).get(key)
             row[f"{model} · ours"] = _pct(value)

@@ -32,13 +32,20 @@ def eval_paths(checkpoint: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".eval.npz"), stem.with_name(stem.name + ".metrics.json")
 
 
-def write_evaluation(checkpoint: str | Path, logits: np.ndarray, labels: np.ndarray, classes) -> dict:
-    """Save logits, probabilities, predictions and labels beside the checkpoint, plus the metrics JSON."""
+def write_evaluation(checkpoint: str | Path, logits: np.ndarray, labels: np.ndarray, classes,
+                     mirrored_logits: np.ndarray | None = None) -> dict:
+    """Save logits, probabilities, predictions and labels beside the checkpoint, plus the metrics JSON.
+
+    With the logits of the mirrored images, the JSON also gets `flip_tta_accuracy`; everything else
+    (the npz, the headline accuracy) stays single-pass.
+    """
     npz_path, json_path = eval_paths(checkpoint)
     probs = metrics.softmax(logits)
     np.savez_compressed(npz_path, logits=logits.astype(np.float32), probs=probs.astype(np.float32),
                         preds=probs.argmax(1).astype(np.int64), labels=labels.astype(np.int64))
     summary = metrics.summarize(labels, probs, list(classes))
+    if mirrored_logits is not None:
+        summary["flip_tta_accuracy"] = metrics.flip_tta_accuracy(labels, probs, metrics.softmax(mirrored_logits))
     json_path.write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -51,8 +58,12 @@ def load_evaluation(checkpoint: str | Path) -> dict[str, np.ndarray]:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, download: bool = False,
-                        device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
-    """Run a checkpoint over the whole test set, write its evaluation, return the metrics summary."""
+                        device: str = "auto", precision: str = "auto", progress: bool = True,
+                        flip_tta: bool = False) -> dict:
+    """Run a checkpoint over the whole test set, write its evaluation, return the metrics summary.
+
+    flip_tta=True also runs the mirrored test images and adds `flip_tta_accuracy` to the summary.
+    """
     model, meta = load_model(checkpoint)
     if precision == "auto":
         # Evaluate as the model was trained, so the stored test accuracy is reproduced exactly.
@@ -60,8 +71,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, dow
     rt = Runtime.decide(device, precision)
     model = rt.prepare_model(model)
     data = load_cifar10(data_dir, download=download)
-    logits = predict_logits(model, to_tensor(data.test_images), rt, progress=progress, desc="test set")
-    return write_evaluation(checkpoint, logits.numpy(), data.test_labels, meta.get("classes", data.classes))
+    images = to_tensor(data.test_images)
+    logits = predict_logits(model, images, rt, progress=progress, desc="test set")
+    mirrored = None
+    if flip_tta:
+        # Horizontal flip only: the training augmentation, so the model has seen mirrored objects.
+        mirrored = predict_logits(model, images.flip(3), rt, progress=progress, desc="mirrored").numpy()
+    return write_evaluation(checkpoint, logits.numpy(), data.test_labels, meta.get("classes", data.classes),
+                            mirrored)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="auto uses bf16 on a bf16 CPU, as training did; fp32 for full precision")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="also report flip test-time augmentation (mean softmax of each image and its mirror); "
+                        "the headline accuracy stays single-pass")
     args = p.parse_args(argv)
     try:
         summary = evaluate_checkpoint(args.checkpoint, args.data_dir, args.download, args.device, args.precision,
-                                      progress=not args.quiet)
+                                      progress=not args.quiet, flip_tta=args.flip_tta)
     except (DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -86,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     names = list(summary["per_class_accuracy"])
     print(metrics.format_report(data["labels"], data["preds"], names))
     print(f"test accuracy {summary['accuracy']:.4f}  top-2 {summary['top_k']['top2']:.4f}  ECE {summary['ece']:.4f}")
+    if "flip_tta_accuracy" in summary:
+        print(f"flip TTA accuracy {summary['flip_tta_accuracy']:.4f} (two passes: image and mirror; not the headline)")
     print(f"wrote {npz_path} and {json_path}")
     return 0
 

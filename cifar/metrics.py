@@ -30,6 +30,15 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(accuracy_score(y_true, y_pred))
 
 
+
+def flip_tta_accuracy(y_true: np.ndarray, probs: np.ndarray, probs_mirrored: np.ndarray) -> float:
+    """Accuracy of flip test-time augmentation: the mean softmax of each image and its mirror image.
+
+    Reported beside the single-pass accuracy, never instead of it: it costs two forward passes.
+    """
+    return accuracy(y_true, (np.asarray(probs) + np.asarray(probs_mirrored)).argmax(axis=1))
+
+
 def confusion(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10, normalize: str | None = None
 ) -> np.ndarray:

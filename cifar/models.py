@@ -117,8 +117,20 @@ def resnet18_cifar(*, num_classes: int = 10, dropout: float = 0.0, pretrained: b
                 "This needs internet access once (they are cached in ~/.cache/torch); "
                 "train from scratch with pretrained=False instead."
             ) from None
-        body = {k: v for k, v in state.items() if not k.startswith(("conv1.", "fc."))}
-        model.load_state_dict(body, strict=False)
+        head = ("conv1.", "fc.")
+        body = {k: v for k, v in state.items() if not k.startswith(head)}
+        try:
+            result = model.load_state_dict(body, strict=False)
+        except RuntimeError as e:  # a body tensor of another shape
+            raise ModelError(f"torchvision's ImageNet resnet18 weights do not fit this ResNet18: {e}") from None
+        # strict=False only so that the 7×7 stem and the 1000-way head may stay out: anything else
+        # missing or extra means the weights are not the ResNet18 we think, and must not pass silently.
+        missing = [k for k in result.missing_keys if not k.startswith(head)]
+        if missing or result.unexpected_keys:
+            raise ModelError(
+                "torchvision's ImageNet resnet18 weights do not fit this ResNet18: "
+                f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
     return model
 
 

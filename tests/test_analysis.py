@@ -134,6 +134,14 @@ def test_accuracy_and_per_class_rows_put_ours_beside_the_report():
     assert [r["class"] for r in per] == list(SHORT_CLASSES)
     assert per[3]["cnn · ours"] == pytest.approx(s["per_class_accuracy"]["cat"])
     assert per[3]["cnn · report"] == 0.732 and per[3]["resnet18 · report"] == 0.879
+    # Flip TTA gets a row only once an evaluation measured it, and the report has no such number.
+    tta = "test accuracy, flip TTA (2 passes)"
+    assert tta not in rows
+    ours["cnn"]["summary"] = {**s, "flip_tta_accuracy": 0.875}
+    rows = {r["metric"]: r for r in analysis.accuracy_rows(ours, refs)}
+    assert rows[tta]["cnn · ours"] == 0.875 and rows[tta]["cnn · report"] is None
+    assert rows[tta]["resnet18 · ours"] is None
+    assert list(rows).index(tta) == list(rows).index("test accuracy") + 1
 
 
 def test_model_rows():

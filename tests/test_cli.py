@@ -112,6 +112,34 @@ def test_evaluate_default_flags_reproduce_here(cifar_root, reference_run, tmp_pa
     assert summary["accuracy"] == pytest.approx(read_metadata(ckpt)["test_acc"], abs=1e-7)
 
 
+
+def test_evaluate_flip_tta_is_reported_beside_the_single_pass_headline(cifar_root, reference_run, tmp_path, monkeypatch,
+                                                                       capsys):
+    ckpt = copy_checkpoint(reference_run, tmp_path)
+    real = evaluate_mod.predict_logits
+    seen = []
+
+    def record(model, images, rt, *args, **kwargs):
+        seen.append(images.clone())
+        return real(model, images, rt, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_mod, "predict_logits", record)
+    assert evaluate_mod.main(["--checkpoint", str(ckpt), "--data-dir", str(cifar_root), "--quiet", "--flip-tta"]) == 0
+    plain, mirrored = seen  # two passes: the test images, then the same images mirrored left-right
+    assert torch.equal(mirrored, plain.flip(3)) and not torch.equal(mirrored, plain)
+    summary = json.loads((tmp_path / "cnn.metrics.json").read_text())
+    saved = load_evaluation(ckpt)
+    # The headline and the saved predictions stay single-pass ...
+    assert summary["accuracy"] == pytest.approx(read_metadata(ckpt)["test_acc"], abs=1e-7)
+    # ... and the TTA number is the mean softmax of both passes, recomputed here from fresh logits.
+    from cifar import metrics
+    model, _ = evaluate_mod.load_model(ckpt)
+    rt = runtime_mod.Runtime.decide("cpu", "fp32")
+    twin = metrics.softmax(real(rt.prepare_model(model), mirrored, rt).numpy())
+    expected = metrics.accuracy(saved["labels"], (saved["probs"] + twin).argmax(1))
+    assert summary["flip_tta_accuracy"] == pytest.approx(expected)
+    assert f"flip TTA accuracy {expected:.4f}" in capsys.readouterr().out
+
 def test_evaluate_auto_uses_the_checkpoints_precision(cifar_root, reference_run, tmp_path, monkeypatch):
     ckpt = copy_checkpoint(reference_run, tmp_path)
     seen = {}

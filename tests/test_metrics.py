@@ -201,3 +201,13 @@ def test_format_report():
     row_a = next(line for line in lines if line.split()[:1] == ["a"])
     assert row_a.split() == ["a", "0.667", "0.667", "0.667", "3"]
     assert "accuracy" in text and "macro avg" in text and "weighted avg" in text
+
+
+def test_flip_tta_averages_the_two_views():
+    y = np.array([0, 1, 2])
+    plain = np.array([[0.6, 0.4, 0.0], [0.45, 0.55, 0.0], [0.5, 0.0, 0.5]])
+    mirror = np.array([[0.3, 0.7, 0.0], [0.60, 0.40, 0.0], [0.0, 0.1, 0.9]])
+    # image 0: 0.9 vs 1.1 → class 1 (wrong, though the plain view was right);
+    # image 1: 1.05 vs 0.95 → class 0 (wrong); image 2: class 2 (right, where the plain view tied).
+    assert M.flip_tta_accuracy(y, plain, mirror) == pytest.approx(1 / 3)
+    assert M.flip_tta_accuracy(y, plain, plain) == M.accuracy(y, plain.argmax(1))

@@ -181,6 +181,21 @@ def test_pretrained_copies_the_body_and_keeps_the_cifar_stem_and_head(monkeypatc
     assert model.conv1.weight.shape == (64, 3, 3, 3) and model.fc.out_features == 10
 
 
+
+@pytest.mark.parametrize("change", ["drop", "extra"])
+def test_pretrained_weights_that_do_not_fit_are_a_model_error(monkeypatch, change):
+    import torchvision.models._api as tv_api
+    from torchvision.models import resnet18
+
+    imagenet = resnet18(weights=None).state_dict()
+    if change == "drop":
+        del imagenet["layer3.0.bn1.running_var"]  # strict=False must not let a body tensor go missing
+    else:
+        imagenet["layer5.0.conv1.weight"] = torch.zeros(1)  # nor take one it has no place for
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda *a, **k: imagenet)
+    with pytest.raises(ModelError, match="layer3.0.bn1.running_var" if change == "drop" else "layer5"):
+        resnet18_cifar(pretrained=True)
+
 def test_the_app_side_of_the_package_does_not_import_torchvision():
     # torchvision costs the app server ~160 MB; only training-time helpers may import it.
     code = ("import sys, cifar.models, cifar.explain, cifar.app_data, cifar.analysis, cifar.charts, cifar.images; "
