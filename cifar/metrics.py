@@ -30,7 +30,6 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(accuracy_score(y_true, y_pred))
 
 
-
 def flip_tta_accuracy(y_true: np.ndarray, probs: np.ndarray, probs_mirrored: np.ndarray) -> float:
     """Accuracy of flip test-time augmentation: the mean softmax of each image and its mirror image.
 
