@@ -201,8 +201,8 @@ def load_summary(model: str, paths: Paths) -> dict[str, Any]:
         pass
     try:
         # Imported only here: scikit-learn costs the server 66-131 MB (import sklearn.metrics, measured
-        # after and before pandas), and the hosted demo (Pipfile)
-        # leaves it out because the shipped .metrics.json files make it unnecessary.
+        # after and before pandas), and the hosted demo (Pipfile) leaves it out because the shipped
+        # .metrics.json files make it unnecessary.
         from cifar.metrics import summarize
     except ImportError:
         raise Unavailable(f"The {TITLES[model]} metrics {paths.metrics(model)} are missing or stale, and recomputing "
@@ -267,8 +267,9 @@ def release_memory() -> bool:
     An Integrated Gradients pass on ResNet18 allocates batches of activations (peak +111 MB at
     explain.MAX_BATCH 16, +307 MB at 64); glibc keeps those pages after they are freed, so without
     the trim the server's RSS stays that much higher. gc.freeze() moves the long-lived objects of
-    torch and captum (~470k, counted when torchvision was still imported) out of the collector's way, so Streamlit's gc.collect(2) after every script run takes
-    milliseconds instead of ~0.35 s on a 2-core CPU. True if the trim ran.
+    torch and captum (~470k, counted when torchvision was still imported) out of the collector's
+    way, so Streamlit's gc.collect(2) after every script run takes milliseconds instead of ~0.35 s
+    on a 2-core CPU. True if the trim ran.
     """
     import ctypes
     import gc

@@ -16,6 +16,7 @@ import torch
 
 import cifar.evaluate as evaluate_mod
 import cifar.runtime as runtime_mod
+from cifar import metrics
 from cifar.checkpoints import read_metadata
 from cifar.config import TrainConfig
 from cifar.evaluate import load_evaluation
@@ -112,7 +113,6 @@ def test_evaluate_default_flags_reproduce_here(cifar_root, reference_run, tmp_pa
     assert summary["accuracy"] == pytest.approx(read_metadata(ckpt)["test_acc"], abs=1e-7)
 
 
-
 def test_evaluate_flip_tta_is_reported_beside_the_single_pass_headline(cifar_root, reference_run, tmp_path, monkeypatch,
                                                                        capsys):
     ckpt = copy_checkpoint(reference_run, tmp_path)
@@ -132,13 +132,13 @@ def test_evaluate_flip_tta_is_reported_beside_the_single_pass_headline(cifar_roo
     # The headline and the saved predictions stay single-pass ...
     assert summary["accuracy"] == pytest.approx(read_metadata(ckpt)["test_acc"], abs=1e-7)
     # ... and the TTA number is the mean softmax of both passes, recomputed here from fresh logits.
-    from cifar import metrics
     model, _ = evaluate_mod.load_model(ckpt)
     rt = runtime_mod.Runtime.decide("cpu", "fp32")
     twin = metrics.softmax(real(rt.prepare_model(model), mirrored, rt).numpy())
     expected = metrics.accuracy(saved["labels"], (saved["probs"] + twin).argmax(1))
     assert summary["flip_tta_accuracy"] == pytest.approx(expected)
     assert f"flip TTA accuracy {expected:.4f}" in capsys.readouterr().out
+
 
 def test_evaluate_auto_uses_the_checkpoints_precision(cifar_root, reference_run, tmp_path, monkeypatch):
     ckpt = copy_checkpoint(reference_run, tmp_path)
