@@ -56,8 +56,10 @@ st.subheader("Accuracy and macro averages")
 refs = {m: {"accuracy": reference.ACCURACY[m], "macro": reference.MACRO[m]} for m in MODELS}
 acc_rows = analysis.accuracy_rows(ours, refs)
 st.dataframe(acc_rows, hide_index=True, width="stretch", column_config=percent_columns(acc_rows[0]))
+tta_note = (" The report gives no flip-TTA number, hence its None cells."
+            if any(r["metric"].startswith("test accuracy, flip TTA") for r in acc_rows) else "")
 st.caption("Train accuracy is measured on augmented batches during the best epoch, as the report's training log "
-           f"does. Report notes: {reference.ACCURACY_NOTES['cnn']}; {reference.ACCURACY_NOTES['resnet18']}.")
+           f"does. Report notes: {reference.ACCURACY_NOTES['cnn']}; {reference.ACCURACY_NOTES['resnet18']}.{tta_note}")
 
 st.subheader("Per-class test accuracy")
 rows = analysis.per_class_rows(ours, reference.PER_CLASS_ACCURACY)

@@ -208,7 +208,18 @@ def tune_grid(rows: Sequence[Mapping[str, str]]) -> dict[str, Any]:
         c["lr_label"] = f"{c['lr']:g}"
     scored = [c for c in records if c["best_val_acc"] is not None]
     best = max(scored, key=lambda c: c["best_val_acc"], default=None)
-    return {"cells": records, "best": best, "n_trials": len(rows), "n_failed": sum(c["failed"] for c in records)}
+    # A grid is usually capped at a few epochs; the page must say so, or its cells read as final accuracies.
+    epochs = sorted({int(float(r["epochs_run"])) for r in rows if _is_number(r.get("epochs_run"))})
+    return {"cells": records, "best": best, "n_trials": len(rows), "n_failed": sum(c["failed"] for c in records),
+            "epochs": epochs}
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------ model overview

@@ -214,16 +214,17 @@ def test_history_long_skips_non_finite_values():
 
 def test_tune_grid_keeps_the_best_per_cell_and_counts_failures():
     rows = [
-        {"lr": "0.001", "batch_size": "32", "best_val_acc": "0.80"},
-        {"lr": "0.001", "batch_size": "32", "best_val_acc": "0.85"},  # another weight decay, same cell
-        {"lr": "0.003", "batch_size": "64", "best_val_acc": "0.70"},
-        {"lr": "0.1", "batch_size": "64", "best_val_acc": ""},
+        {"lr": "0.001", "batch_size": "32", "best_val_acc": "0.80", "epochs_run": "5"},
+        {"lr": "0.001", "batch_size": "32", "best_val_acc": "0.85", "epochs_run": "5"},  # another weight decay, same cell
+        {"lr": "0.003", "batch_size": "64", "best_val_acc": "0.70", "epochs_run": "3"},
+        {"lr": "0.1", "batch_size": "64", "best_val_acc": "", "epochs_run": ""},
     ]
     grid = analysis.tune_grid(rows)
     cells = {(c["lr"], c["batch_size"]): c for c in grid["cells"]}
     assert cells[(0.001, 32)]["best_val_acc"] == 0.85 and cells[(0.001, 32)]["trials"] == 2
     assert cells[(0.1, 64)]["best_val_acc"] is None and grid["n_failed"] == 1
     assert grid["best"]["lr"] == 0.001 and grid["n_trials"] == 4
+    assert grid["epochs"] == [3, 5]  # the failed trial's empty count is left out
 
 
 def test_tune_grid_names_missing_columns():

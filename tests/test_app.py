@@ -7,6 +7,7 @@ matrix; bad uploads and missing/corrupt files give one clear message; no hook su
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import struct
 import zlib
@@ -87,7 +88,7 @@ def cnn_eval(ckpt: Path) -> dict:
 
 CONTENT = {
     "overview": ["CustomCNN vs ResNet18", "test accuracy", "report"],
-    "training": ["Training curves", "best epoch", "tuning grid"],
+    "training": ["Training curves", "best epoch", "tuning grid", "after 2 epochs per trial"],
     "metrics": ["Metrics · CustomCNN", "Confusion matrix", "Most confused pairs"],
     "misclassifications": ["Misclassifications · CustomCNN", "classifies"],
     "feature_maps": ["Feature maps · CustomCNN", "strongest"],
@@ -116,6 +117,23 @@ def test_overview_numbers_come_from_the_artifacts(app_env):
     assert row["cnn · ours"] == pytest.approx(acc)
     assert row["cnn · report"] == pytest.approx(0.8725)
     assert row["resnet18 · report"] == pytest.approx(0.9464)
+
+
+def test_flip_tta_row_appears_only_when_measured(damaged):
+    at = open_page("overview")
+    acc_table = next(t for t in (d.value for d in at.dataframe) if "metric" in t.columns)
+    assert not acc_table["metric"].str.contains("flip TTA").any()
+    assert "flip-TTA" not in texts(at)
+
+    path = damaged / "cnn.metrics.json"
+    summary = json.loads(path.read_text())
+    summary["flip_tta_accuracy"] = 0.4321
+    path.write_text(json.dumps(summary))
+    at = open_page("overview")
+    acc_table = next(t for t in (d.value for d in at.dataframe) if "metric" in t.columns)
+    row = acc_table[acc_table["metric"].str.contains("flip TTA")].iloc[0]
+    assert row["cnn · ours"] == pytest.approx(0.4321)
+    assert "no flip-TTA number" in texts(at)  # why the report's cells are empty
 
 
 def test_training_page_notes_a_missing_tuning_csv(damaged):
