@@ -1,10 +1,12 @@
 """Overview: the two models side by side, as in the report's comparison tables, with its numbers beside ours."""
 
+import json
+
 import streamlit as st
 
-from cifar import analysis, app_data, charts, reference
+from cifar import analysis, charts, reference
 from cifar.app_data import MODELS, TITLES, Unavailable
-from app_pages._shared import chart_spec, depth, metadata, paths, show_problem, summary
+from app_pages._shared import chart_spec, depth, metadata, show_problem, summary
 
 st.title("CustomCNN vs ResNet18 on CIFAR-10")
 st.caption("Our checkpoints next to the numbers the reference report published (columns marked *report*). "
@@ -56,7 +58,8 @@ st.subheader("Accuracy and macro averages")
 refs = {m: {"accuracy": reference.ACCURACY[m], "macro": reference.MACRO[m]} for m in MODELS}
 acc_rows = analysis.accuracy_rows(ours, refs)
 st.dataframe(acc_rows, hide_index=True, width="stretch", column_config=percent_columns(acc_rows[0]))
-tta_note = (" The report gives no flip-TTA number, hence its None cells."
+tta_note = (" None in the flip-TTA row: not measured (the report gives no such number; ours come from "
+            "`python -m cifar.evaluate --flip-tta`)."
             if any(r["metric"].startswith("test accuracy, flip TTA") for r in acc_rows) else "")
 st.caption("Train accuracy is measured on augmented batches during the best epoch, as the report's training log "
            f"does. Report notes: {reference.ACCURACY_NOTES['cnn']}; {reference.ACCURACY_NOTES['resnet18']}.{tta_note}")
@@ -65,8 +68,8 @@ st.subheader("Per-class test accuracy")
 rows = analysis.per_class_rows(ours, reference.PER_CLASS_ACCURACY)
 left, right = st.columns([1, 1])
 with left:
-    key = tuple(app_data.file_key(paths().evaluation(m)) for m in MODELS)
-    st.vega_lite_chart(spec=chart_spec("per_class", key, lambda: charts.per_class_accuracy(rows, TITLES)),
+    # Keyed on the rows themselves (ten small dicts): exact, whichever file or model availability changed.
+    st.vega_lite_chart(spec=chart_spec("per_class", json.dumps(rows, default=float), lambda: charts.per_class_accuracy(rows, TITLES)),
                        width="stretch")
     st.caption("Bars: our models. Black ticks: the report's published per-class accuracy.")
 with right:

@@ -63,6 +63,4 @@ elif rows:
                           delta_color="off")
             st.caption(f"{grid['n_trials']} trials from `{p.tune_csv}`"
                        + (f", {grid['n_failed']} failed (grey)" if grid["n_failed"] else "")
-                       + ". A cell shows its best validation accuracy"
-                       + (f" after {' or '.join(map(str, grid['epochs']))} epochs per trial, a CPU-sized cap: compare "
-                          "the cells with each other, not with the report's fully trained number." if grid["epochs"] else "."))
+                       + f". A cell shows its best validation accuracy{analysis.tune_epochs_note(grid['epochs'], reference.EPOCHS['cnn'])}")

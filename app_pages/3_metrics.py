@@ -1,14 +1,15 @@
 """Metrics: per-class P/R/F1, the confusion matrix (click a cell), most-confused pairs and their gallery."""
 
+import json
 from functools import partial
 
 import numpy as np
 import streamlit as st
 
-from cifar import SHORT_CLASSES, analysis, app_data, charts
+from cifar import SHORT_CLASSES, analysis, charts
 from cifar.app_data import TITLES, Unavailable
 from app_pages._shared import (PAGE_FILES, PAIR_KEY, chart_spec, current_model, evaluation, metadata,
-                              model_cache_key, pair_gallery, paths, show_problem, summary)
+                              pair_gallery, show_problem, summary)
 
 model = current_model()
 st.title(f"Metrics · {TITLES[model]}")
@@ -33,8 +34,9 @@ left, right = st.columns([2, 3])
 num = st.column_config.NumberColumn(format="%.3f")
 left.dataframe(analysis.prf_records(s["classification"]), hide_index=True, width="stretch",
                column_config={"precision": num, "recall": num, "f1": num})
-eval_key = model_cache_key(model), app_data.file_key(paths().evaluation(model))
-right.vega_lite_chart(spec=chart_spec("prf", eval_key, lambda: charts.prf_bars(s["classification"])), width="stretch")
+# Keyed on what the chart draws, so a rebuilt metrics JSON redraws it even when the eval file did not change.
+prf_key = json.dumps(s["classification"], sort_keys=True, default=float)
+right.vega_lite_chart(spec=chart_spec("prf", prf_key, lambda: charts.prf_bars(s["classification"])), width="stretch")
 
 
 def _pick_cell(key: str) -> None:

@@ -53,8 +53,8 @@ with c:
 st.subheader("Why?")
 x, y = st.columns(2)
 if x.button("Feature maps of this image", icon=":material/layers:", width="stretch"):
-    st.session_state[EXPLAIN_KEY] = {"source": "upload"}
+    st.session_state[EXPLAIN_KEY] = {**st.session_state.get(EXPLAIN_KEY, {}), "source": "upload"}
     st.switch_page(PAGE_FILES["feature_maps"])
 if y.button("Attributions for this image", icon=":material/gradient:", width="stretch"):
-    st.session_state[EXPLAIN_KEY] = {"source": "upload"}
+    st.session_state[EXPLAIN_KEY] = {**st.session_state.get(EXPLAIN_KEY, {}), "source": "upload"}
     st.switch_page(PAGE_FILES["attributions"])

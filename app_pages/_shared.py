@@ -8,6 +8,7 @@ artifacts, feature maps and attributions with st.cache_data. Every cache key hol
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,10 @@ def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE,
     pages = (n + per_page - 1) // per_page
     page = 1
     if pages > 1:
-        page = st.number_input(f"Page (of {pages}, {per_page} images each)", 1, pages, 1, key=f"{key}_page")
+        # The key names this exact list: another pair, order or filter starts again on page 1, at the
+        # most telling images, instead of on the page number the last list was left at.
+        digest = zlib.crc32(np.ascontiguousarray(indices).tobytes())
+        page = st.number_input(f"Page (of {pages}, {per_page} images each)", 1, pages, 1, key=f"{key}_page_{digest:08x}")
     shown = indices[(page - 1) * per_page: page * per_page]
     for row in range(0, len(shown), columns):  # one st.columns per row: rows line up, order is reading order
         for col, idx in zip(st.columns(columns), shown[row: row + columns]):
@@ -220,7 +224,7 @@ def class_name(i: int) -> str:
 
 
 def pair_gallery(model: str, true: int, pred: int, key: str, *, other_right: bool | None = None,
-                 descending: bool = True, per_page: int = PER_PAGE) -> int:
+                 descending: bool = True, per_page: int | None = None) -> int:
     """The gallery of test images `model` labels `true` → `pred`, most confident first; returns how many.
 
     other_right: keep only images the other model gets right (True) or wrong (False).
@@ -250,7 +254,7 @@ def pair_gallery(model: str, true: int, pred: int, key: str, *, other_right: boo
         text += (f" **{len(idx)}** of them are classified {'correctly' if other_right else 'wrongly'} by "
                  f"{TITLES[other_model(model)]}.")
     st.markdown(text)
-    gallery(idx, model, key, per_page)
+    gallery(idx, model, key, per_page or PER_PAGE)
     return len(idx)
 
 
@@ -329,11 +333,12 @@ def explain_image(page: str) -> dict | None:
         st.info("No image to explain: upload one on *Try your own image*.")
         return None
     src_key, idx_key = f"{page}_source", f"{page}_index"
-    if src_key not in st.session_state:
-        st.session_state[src_key] = "your upload" if state.get("source") == "upload" and upload else sources[0]
-    if st.session_state[src_key] not in sources:
-        st.session_state[src_key] = sources[0]
-    if idx_key not in st.session_state:
+    # The explain state is the truth: the gallery's Explain buttons and the upload page's buttons write
+    # it, and so do these widgets' callbacks. The widget keys can be stale (a key set while its widget
+    # was not drawn survives page switches as a plain entry), so they follow the state on every run.
+    wanted = "your upload" if state.get("source") == "upload" and upload else "test image"
+    st.session_state[src_key] = wanted if wanted in sources else sources[0]
+    if "index" in state or idx_key not in st.session_state:
         st.session_state[idx_key] = int(state.get("index", 0))
 
     def on_source() -> None:

@@ -6,6 +6,7 @@ unit-tested) here. "Records" are lists of flat dicts, one per table row or chart
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 from collections.abc import Mapping, Sequence
@@ -209,17 +210,34 @@ def tune_grid(rows: Sequence[Mapping[str, str]]) -> dict[str, Any]:
     scored = [c for c in records if c["best_val_acc"] is not None]
     best = max(scored, key=lambda c: c["best_val_acc"], default=None)
     # A grid is usually capped at a few epochs; the page must say so, or its cells read as final accuracies.
-    epochs = sorted({int(float(r["epochs_run"])) for r in rows if _is_number(r.get("epochs_run"))})
+    # The cap is the config's epoch count (a trial may stop early), else the epochs it ran.
+    epochs = {_trial_epochs(r) for r in rows} - {None}
     return {"cells": records, "best": best, "n_trials": len(rows), "n_failed": sum(c["failed"] for c in records),
-            "epochs": epochs}
+            "epochs": sorted(epochs)}
 
 
-def _is_number(text: Any) -> bool:
+def tune_epochs_note(epochs: Sequence[int], report_epochs: int) -> str:
+    """The end of the grid's caption: how long trials trained and, when that is short of the report's
+    run, that the cells rank settings rather than predict final accuracy."""
+    if not epochs:
+        return "."
+    text = f" within {' or '.join(map(str, epochs))} epochs per trial"
+    if max(epochs) < report_epochs:
+        text += (f", a cap well short of the report's {report_epochs}: compare the cells with each other, "
+                 "not with the report's fully trained number")
+    return text + "."
+
+
+def _trial_epochs(row: Mapping[str, str]) -> int | None:
     try:
-        float(text)
+        value = json.loads(row.get("config") or "{}").get("epochs")
+    except (ValueError, AttributeError):
+        value = None
+    try:
+        value = float(value if value is not None else row.get("epochs_run", ""))
     except (TypeError, ValueError):
-        return False
-    return True
+        return None
+    return int(value) if math.isfinite(value) and value > 0 else None
 
 
 # ------------------------------------------------------------------------------ model overview
@@ -443,6 +461,30 @@ def out_dir_of(command: str, model: str, recipe: str) -> str:
         if a.startswith("--out-dir="):
             return a.split("=", 1)[1]
     return f"runs/{model}-{recipe}"
+
+
+def portable_command(command: str, data_flags: str) -> str:
+    """A recorded `python -m cifar.train ...` line, made to work on this machine.
+
+    Keeps the model, recipe and every override (e.g. --epochs 60), but drops what belonged to the
+    machine that ran it: its data and run folders (absolute paths there) and --resume (no resume
+    state here); `data_flags` (this machine's --data-dir, maybe --download) goes on the end.
+    """
+    try:
+        args = shlex.split(command)
+    except ValueError:
+        return command
+    kept, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--data-dir", "--out-dir"):
+            skip = True
+        elif a in ("--resume", "--download", "--quiet") or a.startswith(("--data-dir=", "--out-dir=")):
+            pass
+        else:
+            kept.append(a)
+    return f"{shlex.join(kept)} {data_flags}".strip()
 
 
 # ------------------------------------------------------------------------------ pixels

@@ -27,7 +27,7 @@ MODELS = ("cnn", "resnet18")
 TITLES = {"cnn": "CustomCNN", "resnet18": "ResNet18"}
 # The recipe each shipped model was trained with, for the rebuild command of a file whose own
 # metadata cannot be read (a readable checkpoint names its command in its metadata).
-SHIPPED_RECIPE = {"cnn": "paper", "resnet18": "fast"}
+SHIPPED_RECIPE = {"cnn": "fast", "resnet18": "cpu"}  # tests/test_shipped.py keeps this in step
 TUNE_FILE = "tune_cnn.csv"
 
 
@@ -98,11 +98,12 @@ def _data_flags(data_dir: Path) -> str:
 def rebuild_command(model: str, paths: Paths, meta: dict[str, Any] | None = None) -> str:
     """Shell lines that retrain `model` and copy the result where the app looks.
 
-    Uses the command stored in the checkpoint's metadata when it could be read, else the shipped
-    recipe. cifar.train writes <out-dir>/<model>.safetensors + .eval.npz + .metrics.json.
+    Uses the command stored in the checkpoint's metadata when it could be read (with this machine's
+    data folder and the default run folder), else the shipped recipe. cifar.train writes
+    <out-dir>/<model>.safetensors + .eval.npz + .metrics.json.
     """
     if meta and meta.get("command"):
-        train = meta["command"]
+        train = analysis.portable_command(meta["command"], _data_flags(paths.data))
         recipe = meta.get("recipe", SHIPPED_RECIPE[model])
     else:
         recipe = SHIPPED_RECIPE[model]
@@ -117,7 +118,8 @@ def rebuild_command(model: str, paths: Paths, meta: dict[str, Any] | None = None
 
 
 def evaluate_command(model: str, paths: Paths) -> str:
-    return f"python -m cifar.evaluate --checkpoint {paths.checkpoint(model)} {_data_flags(paths.data)}"
+    # --flip-tta: one more pass, so the rebuilt metrics fill the overview's TTA row like the shipped ones.
+    return f"python -m cifar.evaluate --checkpoint {paths.checkpoint(model)} {_data_flags(paths.data)} --flip-tta"
 
 
 def bundle_command(paths: Paths) -> str:

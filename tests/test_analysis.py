@@ -227,6 +227,16 @@ def test_tune_grid_keeps_the_best_per_cell_and_counts_failures():
     assert grid["epochs"] == [3, 5]  # the failed trial's empty count is left out
 
 
+def test_tune_grid_epochs_come_from_the_config_cap_not_an_early_stop():
+    config = json.dumps({"epochs": 30, "lr": 0.001})
+    rows = [{"lr": "0.001", "batch_size": "32", "best_val_acc": "0.8", "epochs_run": "22", "config": config},
+            {"lr": "0.003", "batch_size": "32", "best_val_acc": "0.7", "epochs_run": "nan", "config": "{}"}]
+    assert analysis.tune_grid(rows)["epochs"] == [30]  # the nan row (hand-edited) is skipped, not an error
+    assert analysis.tune_epochs_note([30], 30) == " within 30 epochs per trial."
+    assert "a cap well short of the report's 30" in analysis.tune_epochs_note([5], 30)
+    assert analysis.tune_epochs_note([], 30) == "."
+
+
 def test_tune_grid_names_missing_columns():
     with pytest.raises(ValueError, match="best_val_acc"):
         analysis.tune_grid([{"lr": "0.1", "batch_size": "32"}])
@@ -313,16 +323,25 @@ def test_rebuild_command_for_a_missing_checkpoint(tmp_path):
         app_data.read_meta("resnet18", paths)
     assert "resnet18.safetensors" in e.value.message and "is missing" in e.value.message
     lines = e.value.command.splitlines()
-    assert lines[0] == f"python -m cifar.train --model resnet18 --recipe fast --data-dir {tmp_path / 'nodata'} --download"
-    assert lines[1] == (f"cp runs/resnet18-fast/resnet18.safetensors runs/resnet18-fast/resnet18.eval.npz "
-                        f"runs/resnet18-fast/resnet18.metrics.json {tmp_path / 'ckpt'}/")
+    assert lines[0] == f"python -m cifar.train --model resnet18 --recipe cpu --data-dir {tmp_path / 'nodata'} --download"
+    assert lines[1] == (f"cp runs/resnet18-cpu/resnet18.safetensors runs/resnet18-cpu/resnet18.eval.npz "
+                        f"runs/resnet18-cpu/resnet18.metrics.json {tmp_path / 'ckpt'}/")
     assert lines[2].startswith("python -m cifar.bundle")
 
 
-def test_rebuild_command_reuses_the_checkpoints_own_command(tmp_path):
-    paths = app_data.Paths(tmp_path, tmp_path)
-    meta = {"command": "python -m cifar.train --model cnn --recipe paper --out-dir /r/cnn", "recipe": "paper"}
-    assert app_data.rebuild_command("cnn", paths, meta).splitlines()[1].startswith("cp /r/cnn/cnn.safetensors ")
+def test_rebuild_command_reuses_the_checkpoints_own_command_on_this_machine(tmp_path):
+    paths = app_data.Paths(tmp_path / "ckpt", tmp_path / "nodata")
+    meta = {"command": "python -m cifar.train --model cnn --recipe fast --epochs 60 --data-dir ../shared/cifar10 "
+                       "--out-dir /root/runs/cnn --resume", "recipe": "fast"}
+    train, copy, *_ = app_data.rebuild_command("cnn", paths, meta).splitlines()
+    # the recipe and its overrides stay; the other machine's folders and --resume go
+    assert train == f"python -m cifar.train --model cnn --recipe fast --epochs 60 --data-dir {tmp_path / 'nodata'} --download"
+    assert copy.startswith("cp runs/cnn-fast/cnn.safetensors ")
+
+
+def test_portable_command_drops_both_flag_forms():
+    got = analysis.portable_command("python -m cifar.train --out-dir=/a --data-dir=/b --quiet --lr 0.01", "--data-dir d")
+    assert got == "python -m cifar.train --lr 0.01 --data-dir d"
 
 
 def test_corrupt_files_become_unavailable(tmp_path):
@@ -359,6 +378,7 @@ def test_summary_without_json_or_sklearn_says_how_to_rebuild(tmp_path, monkeypat
     with pytest.raises(app_data.Unavailable, match="needs scikit-learn") as e:
         app_data.load_summary("cnn", paths)
     assert e.value.command.startswith("python -m cifar.evaluate --checkpoint")
+    assert e.value.command.endswith(" --flip-tta")  # so the rebuilt metrics fill the overview's TTA row
 
 
 def test_test_images_read_only_the_test_batch(cifar_root, tmp_path):

@@ -88,7 +88,7 @@ def cnn_eval(ckpt: Path) -> dict:
 
 CONTENT = {
     "overview": ["CustomCNN vs ResNet18", "test accuracy", "report"],
-    "training": ["Training curves", "best epoch", "tuning grid", "after 2 epochs per trial"],
+    "training": ["Training curves", "best epoch", "tuning grid", "within 2 epochs per trial, a cap"],
     "metrics": ["Metrics · CustomCNN", "Confusion matrix", "Most confused pairs"],
     "misclassifications": ["Misclassifications · CustomCNN", "classifies"],
     "feature_maps": ["Feature maps · CustomCNN", "strongest"],
@@ -133,7 +133,7 @@ def test_flip_tta_row_appears_only_when_measured(damaged):
     acc_table = next(t for t in (d.value for d in at.dataframe) if "metric" in t.columns)
     row = acc_table[acc_table["metric"].str.contains("flip TTA")].iloc[0]
     assert row["cnn · ours"] == pytest.approx(0.4321)
-    assert "no flip-TTA number" in texts(at)  # why the report's cells are empty
+    assert "None in the flip-TTA row: not measured" in texts(at)  # why the report's cells are empty
 
 
 def test_training_page_notes_a_missing_tuning_csv(damaged):
@@ -169,6 +169,24 @@ def test_gallery_shows_exactly_the_confusion_cell(app_env):
     assert sorted(shown) == np.flatnonzero((ev["labels"] == t) & (ev["preds"] == p)).tolist()
     conf = ev["probs"][shown, p]
     assert (np.diff(conf) <= 0).all()
+
+
+def test_gallery_starts_on_page_one_for_another_pair(app_env, monkeypatch):
+    from app_pages import _shared
+
+    monkeypatch.setattr(_shared, "PER_PAGE", 4)  # the fixture's cells hold at most 10 images
+    ev = cnn_eval(app_env)
+    pairs, counts = np.unique(np.stack([ev["labels"], ev["preds"]], 1), axis=0, return_counts=True)
+    big = [tuple(map(int, p)) for p, c in zip(pairs, counts) if c > 4]  # cells with a second page
+    assert len(big) >= 2, "the fixture needs two cells of more than one gallery page"
+    page_input = lambda at: next(n for n in at.number_input if n.key and n.key.startswith("mis_cnn_page"))  # noqa: E731
+    at = open_page("misclassifications", mis_true=big[0][0], mis_pred=big[0][1])
+    page_input(at).set_value(2).run()
+    assert page_input(at).value == 2
+    at.selectbox(key="mis_true").set_value(big[1][0])
+    at.selectbox(key="mis_pred").set_value(big[1][1]).run()
+    no_exception(at)
+    assert page_input(at).value == 1
 
 
 def test_metrics_page_opens_the_selected_cells_gallery(app_env):
@@ -227,8 +245,8 @@ def test_missing_checkpoint_names_the_rebuild_command_and_the_other_model_works(
     msg = at.error[0].value
     assert "resnet18.safetensors" in msg and "is missing" in msg
     command = commands(at)
-    assert "python -m cifar.train --model resnet18 --recipe fast" in command
-    assert "cp runs/resnet18-fast/resnet18.safetensors" in command
+    assert "python -m cifar.train --model resnet18 --recipe cpu" in command  # the shipped file's recipe
+    assert "cp runs/resnet18-cpu/resnet18.safetensors" in command
     assert any(m.label == "test accuracy" for m in at.metric)  # the CNN's card still renders
 
     at = open_page("attributions")
@@ -322,6 +340,26 @@ def test_good_uploads_of_every_mode_are_predicted_by_both_models(app_env):
     no_exception(at)
     assert at.title[0].value == "Attributions"
     assert "your upload" in texts(at) or any("your upload" in c for i in at.image for c in i.captions)
+
+
+def test_explain_pages_follow_the_latest_request(app_env):
+    """The image an explain page shows is the one last sent to it, whatever earlier visits left behind."""
+    at = open_page("feature_maps")  # a first visit with no upload leaves its source key behind
+    at.switch_page(PAGES["your_image"]).run()
+    at.file_uploader[0].set_value(("red.png", png_bytes(Image.new("RGB", (40, 40), "red")), "image/png")).run()
+    next(b for b in at.button if b.label.startswith("Feature maps")).click().run()
+    no_exception(at)
+    assert at.radio(key="fm_source").value == "your upload"
+
+    ev = cnn_eval(app_env)
+    at.session_state["mis_true"], at.session_state["mis_pred"] = int(ev["labels"][0]), int(ev["preds"][0])
+    at.switch_page(PAGES["misclassifications"]).run()
+    button = next(b for b in at.button if b.key and b.key.startswith("mis_cnn_x"))
+    index = int(button.key.rsplit("_x", 1)[1])
+    button.click().run()
+    no_exception(at)
+    assert at.radio(key="fm_source").value == "test image"
+    assert at.number_input(key="fm_index").value == index
 
 
 # ------------------------------------------------------------------------------ hooks

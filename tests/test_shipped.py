@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from cifar.app_data import SHIPPED_RECIPE
 from cifar.bundle import load_bundle
 from cifar.checkpoints import load_model
 from cifar.data import normalize
@@ -42,6 +43,8 @@ def test_shipped_checkpoint_is_the_named_architecture_with_complete_metadata(mod
     assert meta["data"]["split_seed"] == 42 and (meta["data"]["n_train"], meta["data"]["n_val"]) == (45_000, 5_000)
     assert len(meta["history"]) == meta["epochs_run"] and 1 <= meta["best_epoch"] <= meta["epochs_run"]
     assert meta["val_acc"] == max(h["val_acc"] for h in meta["history"])
+    # The app's rebuild command for an unreadable file names this recipe: it must be the shipped one.
+    assert SHIPPED_RECIPE[model] == meta["recipe"]
 
 
 @pytest.mark.parametrize("model", list(ARCH))
