@@ -178,6 +178,7 @@ class ProjectSteps:
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema_decay > 0 else None)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.scaler = self.rt.grad_scaler()
         self._splits: dict[int, Splits] = {}
 
     def run(self, n_steps: int) -> float:
@@ -189,7 +190,7 @@ class ProjectSteps:
         _sync(self.rt.device)
         t0 = time.perf_counter()
         train_one_epoch(self.model, self.opt, self.sched, self.cfg, splits, self.rt, self.gen, self.ema,
-                        epoch=1, progress=False)
+                        epoch=1, progress=False, scaler=self.scaler)
         _sync(self.rt.device)
         return time.perf_counter() - t0
 

@@ -53,7 +53,12 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        # A bad --train-sizes fails when the run is configured, not hours into it.
+        # Bad values fail when the run is configured, not hours into it (or as a ZeroDivisionError).
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be positive, not {self.lr}")
         sizes = self.size_schedule()
         if self.model == "cnn" and any(size != 32 for size, _ in sizes):
             raise ValueError("--train-sizes: CustomCNN trains at 32px only (its fc1 takes exactly 256x4x4 features)")

@@ -99,6 +99,8 @@ def _read_batch(path: Path, root: Path) -> dict:
             f"CIFAR-10 batch {path} is truncated or corrupt ({type(e).__name__}: {e}).\n"
             f"Delete {path.parent} and get the data again.\n{_how_to_get(root)}"
         ) from None
+    except OSError as e:  # permission denied, an I/O error on a bad disk
+        raise DataError(f"CIFAR-10 batch {path} cannot be read: {e.strerror or e}.") from None
     if not isinstance(batch, dict):
         raise DataError(f"{path} is not a CIFAR-10 batch: it holds a {type(batch).__name__}, not a dict.")
     return batch

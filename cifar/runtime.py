@@ -69,6 +69,13 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """A loss scaler for fp16 autocast (GPUs without bf16), where small gradients would underflow
+        to zero; None for bf16 and fp32, which have fp32's exponent range and need none."""
+        if self.autocast_dtype != torch.float16:
+            return None
+        return torch.amp.GradScaler(self.device.type)
+
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model

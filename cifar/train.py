@@ -98,8 +98,11 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rt: Runti
 
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: TrainConfig, splits: Splits,
                     rt: Runtime, gen: torch.Generator, ema: AveragedModel | None, epoch: int,
-                    progress: bool = True) -> tuple[float, float]:
-    """One pass over the shuffled, augmented training set → (mean loss, accuracy)."""
+                    progress: bool = True, scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training set → (mean loss, accuracy).
+
+    scaler: `rt.grad_scaler()`, kept across epochs by the caller (it learns its scale as it goes).
+    """
     model.train()
     n_steps = steps_per_epoch(cfg, len(splits.train_y))
     # Shuffle and augment the whole epoch up front: a few tensor ops instead of one per image.
@@ -126,11 +129,17 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: Tr
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at epoch {epoch}, step {step + 1}: training diverged. "
-                f"The last good state (epoch {epoch - 1}) is kept; lower --lr or try --precision fp32."
+                f"The last good state (epoch {epoch - 1}) is kept: resume it with --precision fp32, or start "
+                f"again with a lower --lr in another --out-dir (a resumed run keeps its lr)."
             )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)  # skips the step when the scaled gradients overflowed
+            scaler.update()
         if sched is not None and cfg.scheduler == "onecycle":
             sched.step()
         if ema is not None:
@@ -139,8 +148,7 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: Tr
         correct += (logits.argmax(1) == y).sum().cpu()
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.3f}")
-    n = n_steps * cfg.batch_size
-    return total_loss.item() / n_steps, correct.item() / n
+    return total_loss.item() / n_steps, correct.item() / len(labels)  # len: fewer than a batch with --limit-train
 
 
 def size_note(size: int) -> str:
@@ -197,6 +205,7 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay > 0 else None)
     gen = torch.Generator().manual_seed(cfg.seed)
+    scaler = rt.grad_scaler()
     st = TrainState()
 
     resume_path = run_dir / RESUME_FILE
@@ -207,6 +216,12 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         if diff:
             raise TrainingError(f"{resume_path} belongs to a different run (differs in {', '.join(sorted(diff))}); "
                                 f"use another --out-dir or drop --resume to start over")
+        if cfg.epochs != old.epochs and old.scheduler in ("cosine", "onecycle"):
+            # The restored scheduler is laid out for the old length: a longer run would crash past its
+            # last step (one-cycle) or climb back up (cosine), a shorter one would end at a high lr.
+            raise TrainingError(f"{resume_path} is a {old.epochs}-epoch run whose {old.scheduler} schedule is fixed "
+                                f"to that length; resume it with --epochs {old.epochs}, or train {cfg.epochs} epochs "
+                                f"from scratch in another --out-dir")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         if sched is not None and saved["scheduler"] is not None:
@@ -236,7 +251,7 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         size = cfg.train_size(epoch)
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
-        train_loss, train_acc = train_one_epoch(model, opt, sched, cfg, splits, rt, gen, ema, epoch, progress)
+        train_loss, train_acc = train_one_epoch(model, opt, sched, cfg, splits, rt, gen, ema, epoch, progress, scaler)
         scored = ema.module if ema is not None else model
         val_loss, val_acc = evaluate_split(scored, splits.val_x, splits.val_y, rt, cfg.eval_batch_size)
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):

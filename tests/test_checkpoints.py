@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,13 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         atomic_write(path, crash)
     assert load_state(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["resume.pt"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    # Not mkstemp's owner-only 0600: an app served as another user must be able to read a checkpoint.
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "m.safetensors", lambda tmp: Path(tmp).write_bytes(b"x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.safetensors").stat().st_mode) == 0o644

@@ -156,6 +156,28 @@ def test_evaluate_auto_uses_the_checkpoints_precision(cifar_root, reference_run,
     assert seen["autocast"] is None
 
 
+def test_evaluate_needs_only_the_test_batch(cifar_root, reference_run, tmp_path):
+    ckpt = copy_checkpoint(reference_run, tmp_path)
+    only_test = tmp_path / "data" / "cifar-10-batches-py"
+    only_test.mkdir(parents=True)
+    src = next(cifar_root.rglob("test_batch"))
+    shutil.copy(src, only_test / "test_batch")
+    assert evaluate_mod.main(["--checkpoint", str(ckpt), "--data-dir", str(tmp_path / "data"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "cnn.metrics.json").read_text())
+    assert summary["accuracy"] == pytest.approx(read_metadata(ckpt)["test_acc"], abs=1e-7)
+
+
+def test_evaluate_unusable_device_is_one_clear_error(cifar_root, reference_run, tmp_path, capsys, monkeypatch):
+    ckpt = copy_checkpoint(reference_run, tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc = evaluate_mod.main(["--checkpoint", str(ckpt), "--data-dir", str(cifar_root), "--device", "cuda", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "CUDA is not available" in err
+    with pytest.raises(SystemExit):  # argparse names the valid choices
+        evaluate_mod.main(["--checkpoint", str(ckpt), "--device", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
 def test_evaluate_bad_checkpoint_is_one_clear_error(cifar_root, tmp_path, capsys):
     bad = tmp_path / "cnn.safetensors"
     bad.write_bytes(b"not a checkpoint at all")

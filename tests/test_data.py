@@ -115,6 +115,17 @@ def test_truncated_batch_is_named(cifar_copy):
     assert "truncated" in msg and "corrupt" in msg
 
 
+def test_unreadable_batch_is_a_data_error(cifar_root, monkeypatch):
+    import cifar.data as data_mod
+
+    def denied(path, *args, **kwargs):  # what open() does on a file the user may not read (root may read all)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(data_mod, "open", denied, raising=False)
+    with pytest.raises(DataError, match=r"data_batch_1 cannot be read: Permission denied"):
+        load_cifar10(cifar_root)
+
+
 class _Evil:
     """Unpickling this runs a shell command: what a poisoned download could hold."""
 

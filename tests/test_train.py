@@ -27,6 +27,7 @@ from cifar.checkpoints import load_model, load_state, read_metadata
 from cifar.data import load_cifar10, make_splits
 from cifar.evaluate import load_evaluation
 from cifar.config import make_config
+from cifar.runtime import Runtime
 from cifar.train import RESUME_FILE, TrainingError, build_parser, fit, main
 from conftest import TINY_EPOCHS, VAL_SIZE, tiny_args
 
@@ -146,6 +147,9 @@ def test_resume_restores_onecycle_ema_and_momentum(cifar_root, tiny_splits, tmp_
                       ema_decay=0.9, lr=0.05, momentum=0.9, nesterov=True, label_smoothing=0.1)
     straight = fit(cfg, tiny_splits, tmp_path / "a", progress=False, log=_quiet)
     fit(cfg, tiny_splits, tmp_path / "b", progress=False, log=_quiet, stop_after=1)
+    # A longer run cannot reuse a one-cycle schedule laid out for 2 epochs: refused, saying how to go on.
+    with pytest.raises(TrainingError, match=r"2-epoch run whose onecycle schedule .* --epochs 2"):
+        fit(dataclasses.replace(cfg, epochs=3), tiny_splits, tmp_path / "b", resume=True, progress=False, log=_quiet)
     resumed = fit(cfg, tiny_splits, tmp_path / "b", resume=True, progress=False, log=_quiet)
     assert without_seconds(resumed["history"]) == without_seconds(straight["history"])
     assert resumed["history"][1]["lr"] != resumed["history"][0]["lr"]  # the schedule really moved
@@ -321,6 +325,51 @@ def test_progressive_resizing_trains_small_then_full_size(cifar_root, tmp_path, 
 def test_bad_train_sizes_fail_before_training(spec, message):
     with pytest.raises(ValueError, match=message):
         make_config("resnet18", "cpu", train_sizes=spec)
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1), ("lr", 0.0)])
+def test_impossible_settings_fail_before_training(field, value):
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be"):
+        make_config("cnn", "paper", **{field: value})
+
+
+def test_train_accuracy_counts_the_images_seen_when_fewer_than_a_batch():
+    # 8 images, batch 16: one short step. A model that always says class 0, on images of class 0.
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([10.0] + [0.0] * 9))
+    x, y = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.zeros(8, dtype=torch.long)
+    splits = SimpleNamespace(train_x=x, train_y=y)
+    cfg = make_config("cnn", "paper", batch_size=16, lr=1e-9)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    rt = Runtime.decide("cpu", "fp32")
+    _, acc = train_mod.train_one_epoch(model, opt, None, cfg, splits, rt, torch.Generator().manual_seed(0), None, 1,
+                                       progress=False)
+    assert acc == 1.0
+
+
+def test_fp16_gets_a_loss_scaler_that_the_step_uses():
+    cpu = torch.device("cpu")
+    assert isinstance(Runtime(cpu, torch.float16, False).grad_scaler(), torch.amp.GradScaler)
+    assert Runtime(cpu, torch.bfloat16, True).grad_scaler() is None and Runtime.decide("cpu", "fp32").grad_scaler() is None
+
+    # The scaled step through the project's (fused) optimiser: the scale is a power of two, so the
+    # unscaled update equals the plain one exactly, and both move the weights.
+    cfg = make_config("cnn", "fast", batch_size=8)
+    x, y = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (16,))
+    rt = Runtime.decide("cpu", "fp32")
+    weights = []
+    for scaler in (None, torch.amp.GradScaler("cpu")):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+        start = model[1].weight.detach().clone()
+        train_mod.train_one_epoch(model, train_mod.make_optimizer(cfg, model), None, cfg,
+                                  SimpleNamespace(train_x=x, train_y=y), rt, torch.Generator().manual_seed(0), None, 1,
+                                  progress=False, scaler=scaler)
+        assert not torch.equal(model[1].weight, start)
+        weights.append(model[1].weight.detach())
+    assert torch.allclose(weights[0], weights[1], rtol=0, atol=1e-7)
 
 
 def test_the_cnn_refuses_progressive_resizing():
