@@ -218,8 +218,7 @@ def load_summary(model: str, paths: Paths) -> dict[str, Any]:
 def load_test_images(paths: Paths) -> TestImages:
     """All 10,000 test images when the data folder holds the test batch, else the shipped demo bundle.
 
-    Reads only test_batch (30 MB), not the 150 MB training set that cifar.bundle.load_test_images
-    would load through load_cifar10.
+    Reads only test_batch (30 MB), not the 150 MB training set that load_cifar10 would also load.
     """
     from cifar.data import cifar_test_file, load_test_split
 

@@ -68,24 +68,6 @@ def load_bundle(path: str | Path) -> TestImages:
         return TestImages(z["images"], z["labels"], z["indices"], full=False, source=str(path))
 
 
-def load_test_images(checkpoint_dir: str | Path, data_dir: str | Path | None = None) -> TestImages:
-    """The full test set when data_dir holds it, else the shipped bundle."""
-    if data_dir is not None:
-        try:
-            data = load_cifar10(data_dir)
-            n = len(data.test_labels)
-            return TestImages(data.test_images, data.test_labels, np.arange(n), full=True, source=data.source)
-        except DataError:
-            pass  # fall back to the bundle: the app must work on a fresh clone
-    path = Path(checkpoint_dir) / BUNDLE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no test images: {path} is missing and no dataset was found. "
-            f"Rebuild it with: python -m cifar.bundle --data-dir PATH_TO_CIFAR10"
-        )
-    return load_bundle(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     from cifar.evaluate import load_evaluation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar.bundle import BUNDLE_FILE, load_test_images, select_demo_indices, write_bundle
+from cifar.bundle import BUNDLE_FILE, load_bundle, select_demo_indices, write_bundle
 
 
 def test_selection_keeps_every_error_and_per_class_correct_ones():
@@ -37,22 +37,12 @@ def test_bundle_round_trip_and_positions(tmp_path):
     labels = np.arange(20) % 10
     keep = np.array([2, 5, 11])
     write_bundle(tmp_path / BUNDLE_FILE, images, labels, keep)
-    t = load_test_images(tmp_path, data_dir=tmp_path / "no-data-here")
+    t = load_bundle(tmp_path / BUNDLE_FILE)
     assert not t.full
     assert t.indices.tolist() == [2, 5, 11]
     assert t.position(5) == 1 and t.position(4) is None and t.position(99) is None
     assert np.array_equal(t.images[t.position(11)], images[11])
     assert t.has(np.array([2, 3, 11])).tolist() == [True, False, True]
-
-
-def test_full_dataset_wins_over_bundle(tmp_path, cifar_root):
-    t = load_test_images(tmp_path, data_dir=cifar_root)
-    assert t.full and len(t.indices) == len(t.labels) == 100
-
-
-def test_missing_bundle_and_data_says_how_to_rebuild(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m cifar.bundle"):
-        load_test_images(tmp_path, data_dir=tmp_path / "nothing")
 
 
 def test_cli_rebuilds_the_bundle_from_the_evaluations(tmp_path, cifar_root, capsys):
@@ -66,7 +56,7 @@ def test_cli_rebuilds_the_bundle_from_the_evaluations(tmp_path, cifar_root, caps
     write_evaluation(tmp_path / "cnn.safetensors", logits.astype(np.float32), data.test_labels, data.classes)
     # --download is accepted (the app's rebuild hint uses it); the data is already there, so nothing is fetched
     assert main(["--data-dir", str(cifar_root), "--checkpoints", str(tmp_path), "--per-class", "2", "--download"]) == 0
-    t = load_test_images(tmp_path, data_dir=None)
+    t = load_bundle(tmp_path / BUNDLE_FILE)
     wrong = np.flatnonzero(np.arange(len(data.test_labels)) % 7 == 0)
     assert set(wrong) <= set(t.indices.tolist())
     assert "wrote" in capsys.readouterr().out
