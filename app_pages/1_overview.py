@@ -69,8 +69,8 @@ rows = analysis.per_class_rows(ours, reference.PER_CLASS_ACCURACY)
 left, right = st.columns([1, 1])
 with left:
     # Keyed on the rows themselves (ten small dicts): exact, whichever file or model availability changed.
-    st.vega_lite_chart(spec=chart_spec("per_class", json.dumps(rows, default=float), lambda: charts.per_class_accuracy(rows, TITLES)),
-                       width="stretch")
+    spec = chart_spec("per_class", json.dumps(rows, default=float), lambda: charts.per_class_accuracy(rows, TITLES))
+    st.vega_lite_chart(spec=spec, width="stretch")
     st.caption("Bars: our models. Black ticks: the report's published per-class accuracy.")
 with right:
     st.dataframe(rows, hide_index=True, width="stretch", column_config=percent_columns(rows[0]))

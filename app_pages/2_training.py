@@ -63,4 +63,5 @@ elif rows:
                           delta_color="off")
             st.caption(f"{grid['n_trials']} trials from `{p.tune_csv}`"
                        + (f", {grid['n_failed']} failed (grey)" if grid["n_failed"] else "")
-                       + f". A cell shows its best validation accuracy{analysis.tune_epochs_note(grid['epochs'], reference.EPOCHS['cnn'])}")
+                       + ". A cell shows its best validation accuracy"
+                       + analysis.tune_epochs_note(grid["epochs"], reference.EPOCHS["cnn"]))
