@@ -136,11 +136,20 @@ def download_archive(root: Path) -> None:
         ) from None
 
 
-def load_test_split(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray, Path]:
+def _download_if_missing(folder: Path, files: tuple[str, ...]) -> None:
+    if not all((folder / f).is_file() for f in files):
+        # The archive unpacks into cifar-10-batches-py/, so download next to that folder.
+        download_archive(folder.parent)
+
+
+def load_test_split(root: str | os.PathLike | None = None,
+                    download: bool = False) -> tuple[np.ndarray, np.ndarray, Path]:
     """Only the 10,000 test images (N, 32, 32, 3) uint8 and labels, and the file read: 30 MB instead
-    of load_cifar10's 180 MB, for the app. DataError when the file is missing or broken."""
+    of load_cifar10's 180 MB (the app, cifar.evaluate). DataError when the file is missing or broken."""
     root = resolve_data_dir(root)
     path = cifar_test_file(root)
+    if download:
+        _download_if_missing(path.parent, (TEST_FILE,))
     images, labels = _decode(_read_batch(path, root), path)
     return images, labels, path
 
@@ -154,9 +163,8 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool = False) 
     """Read the official pickle layout under root (see resolve_data_dir); optionally download it first."""
     root = resolve_data_dir(root)
     folder = _batch_dir(root)
-    if download and not all((folder / f).is_file() for f in (*TRAIN_FILES, TEST_FILE)):
-        # The archive unpacks into cifar-10-batches-py/, so download next to that folder.
-        download_archive(folder.parent)
+    if download:
+        _download_if_missing(folder, (*TRAIN_FILES, TEST_FILE))
     train = [_decode(_read_batch(folder / f, root), folder / f) for f in TRAIN_FILES]
     test_x, test_y = _decode(_read_batch(folder / TEST_FILE, root), folder / TEST_FILE)
     classes = CLASSES

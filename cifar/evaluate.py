@@ -16,7 +16,7 @@ import torch
 
 from cifar import CLASSES, metrics
 from cifar.checkpoints import CheckpointError, load_model
-from cifar.data import DataError, cifar_test_file, download_archive, load_test_split, to_tensor
+from cifar.data import DataError, load_test_split, to_tensor
 from cifar.runtime import Runtime
 from cifar.train import predict_logits
 
@@ -71,10 +71,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, dow
     rt = Runtime.decide(device, precision)
     model = rt.prepare_model(model)
     # The test batch only: scoring needs neither the 150 MB of training batches nor their presence.
-    test_file = cifar_test_file(data_dir)
-    if download and not test_file.is_file():
-        download_archive(test_file.parent.parent)  # the archive unpacks into cifar-10-batches-py/
-    test_x, test_y, _ = load_test_split(data_dir)
+    test_x, test_y, _ = load_test_split(data_dir, download=download)
     images = to_tensor(test_x)
     logits = predict_logits(model, images, rt, progress=progress, desc="test set")
     mirrored = None

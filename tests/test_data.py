@@ -205,6 +205,18 @@ def test_download_then_read_the_same_way(tmp_path, monkeypatch, fake_data):
     np.testing.assert_array_equal(d.test_labels, fake_data.test_labels)
 
 
+def test_test_split_downloads_only_when_its_batch_is_missing(tmp_path, monkeypatch, fake_data):
+    import torchvision.datasets.utils as tv_utils
+
+    calls = []
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive",
+                        lambda url, download_root, md5=None, **kw: calls.append(url) or write_fake_cifar10(download_root))
+    _, labels, _ = load_test_split(tmp_path / "fresh", download=True)
+    np.testing.assert_array_equal(labels, fake_data.test_labels)
+    load_test_split(tmp_path / "fresh", download=True)  # now present: no second download
+    assert calls == [URL]
+
+
 def test_download_skipped_when_data_present(cifar_root, monkeypatch):
     import torchvision.datasets.utils as tv_utils
 
