@@ -66,8 +66,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, dow
     """
     model, meta = load_model(checkpoint)
     if precision == "auto":
-        # Evaluate as the model was trained, so the stored test accuracy is reproduced exactly.
-        precision = TRAINED_PRECISION.get(meta.get("precision") or meta.get("config", {}).get("precision"), "auto")
+        # Evaluate as the stored predictions were made, so the stored test accuracy is reproduced
+        # exactly: fp32 (eval_precision) since training began scoring in fp32; older checkpoints
+        # were scored in their training precision.
+        recorded = meta.get("eval_precision") or meta.get("precision") or meta.get("config", {}).get("precision")
+        precision = TRAINED_PRECISION.get(recorded, "auto")
     rt = Runtime.decide(device, precision)
     model = rt.prepare_model(model)
     # The test batch only: scoring needs neither the 150 MB of training batches nor their presence.
@@ -89,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--download", action="store_true", help="download the official archive if the data folder lacks it")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="auto: the precision the model was trained in, so its stored test accuracy is reproduced "
-                        "exactly (bf16 is slow on a CPU without native bf16); fp32 for full precision")
+                   help="auto: the precision the stored predictions were made in (fp32 for checkpoints from this "
+                        "version), so the stored test accuracy is reproduced exactly; fp32 for full precision")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--flip-tta", action="store_true",
                    help="also report flip test-time augmentation (mean softmax of each image and its mirror); "

@@ -64,10 +64,19 @@ class Runtime:
         return "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """The precision context for forward passes; a no-op in fp32."""
+        """The precision context for forward passes. fp32 means IEEE fp32: on CUDA, cuDNN would
+        otherwise run fp32 convolutions in TF32 (10-bit mantissa), a silent precision drop."""
         if self.autocast_dtype is None:
-            return contextlib.nullcontext()
+            return _strict_fp32() if self.device.type == "cuda" else contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def scoring(self) -> Runtime:
+        """The runtime for the test predictions a checkpoint ships with: fp32 on the same device.
+
+        Training may run in bf16, but the stored test accuracy must be one that `cifar.evaluate`
+        reproduces anywhere, a CPU without native bf16 included, where bf16 is emulated and slow.
+        """
+        return Runtime(self.device, None, self.channels_last)
 
     def grad_scaler(self) -> torch.amp.GradScaler | None:
         """A loss scaler for fp16 autocast (GPUs without bf16), where small gradients would underflow
@@ -91,6 +100,17 @@ class Runtime:
         else:
             hw = f"{cpu_name()}, {torch.get_num_threads()} threads"
         return f"{hw}; {self.precision}{', channels_last' if self.channels_last else ''}; torch {torch.__version__}"
+
+
+@contextlib.contextmanager
+def _strict_fp32():
+    """Turn TF32 off for cuDNN convolutions and CUDA matmuls inside the block; restore afterwards."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def seed_everything(seed: int) -> None:

@@ -8,6 +8,7 @@ evaluated on the test set, with the predictions beside them (`<model>.eval.npz`,
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -157,11 +158,13 @@ def size_note(size: int) -> str:
 
 
 def git_commit() -> str:
+    """HEAD's short hash; else $GIT_COMMIT, for a copy of the tree without .git (a remote GPU box, CI)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        head = ""
+    return head or os.environ.get("GIT_COMMIT") or "unknown"
 
 
 def _resume_state(cfg, model, opt, sched, ema, gen, st: TrainState) -> dict[str, Any]:
@@ -279,9 +282,10 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
     """Evaluate the best epoch on the test set and write the checkpoint with its metadata and predictions."""
     from cifar.evaluate import write_evaluation  # evaluate imports this module
 
-    model = rt.prepare_model(build_model(cfg.model, **cfg.builder_kwargs()))
+    score_rt = rt.scoring()
+    model = score_rt.prepare_model(build_model(cfg.model, **cfg.builder_kwargs()))
     model.load_state_dict(st.best_weights)
-    test_logits = predict_logits(model, splits.test_x, rt, cfg.eval_batch_size)
+    test_logits = predict_logits(model, splits.test_x, score_rt, cfg.eval_batch_size)
     test_acc = (test_logits.argmax(1) == splits.test_y).float().mean().item()
     best = st.history[st.best_epoch - 1]
     meta = {
@@ -304,7 +308,8 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
         "git_commit": commit or git_commit(),
         "torch_version": torch.__version__,
         "hardware": rt.describe(),
-        "precision": rt.precision,
+        "precision": rt.precision,  # of training
+        "eval_precision": score_rt.precision,  # of test_acc and the stored predictions
         "wall_time_s": round(st.wall_time, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -296,6 +296,62 @@ def test_checkpoint_metadata_describes_the_run(cifar_root, reference_run, fake_d
     assert "fp32" in meta["hardware"]
 
 
+def test_a_bf16_run_ships_fp32_test_predictions_that_evaluate_reproduces(cifar_root, tiny_splits, reference_run,
+                                                                          tmp_path, monkeypatch):
+    # A GPU run trains in bf16; its test accuracy must still be reproducible on a CPU without bf16.
+    saved = load_state(reference_run / RESUME_FILE)
+    cfg = train_mod.TrainConfig.from_dict(saved["config"])
+    st = train_mod.TrainState(saved["epoch"], saved["history"], saved["best_epoch"], saved["best_val_acc"],
+                              saved["best_weights"], saved["wall_time"])
+    used = []
+    real = train_mod.predict_logits
+
+    def record(model, images, rt, *args, **kwargs):
+        used.append(rt.autocast_dtype)
+        return real(model, images, rt, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "predict_logits", record)
+    meta = train_mod.finish(cfg, tiny_splits, tmp_path, st, Runtime(torch.device("cpu"), torch.bfloat16, True),
+                            "python -m cifar.train", log=_quiet)
+    assert used == [None]  # the test set is scored once, in fp32
+    assert (meta["precision"], meta["eval_precision"]) == ("bfloat16", "fp32")
+    assert "bfloat16" in meta["hardware"]
+    # The shipped predictions are the fp32 ones of the uninterrupted reference run, image by image.
+    np.testing.assert_array_equal(load_evaluation(tmp_path / "cnn.safetensors")["preds"],
+                                  load_evaluation(reference_run / "cnn.safetensors")["preds"])
+
+    # cifar.evaluate's auto precision follows eval_precision, not the bf16 of training.
+    from cifar import evaluate as evaluate_mod, runtime as runtime_mod
+    monkeypatch.setattr(runtime_mod, "cpu_has_bf16", lambda: True)  # bf16 would be chosen if asked for
+    summary = evaluate_mod.evaluate_checkpoint(tmp_path / "cnn.safetensors", str(cifar_root), device="cpu",
+                                               progress=False)
+    assert used[-1] is None and summary["accuracy"] == pytest.approx(meta["test_acc"], abs=1e-7)
+
+
+def test_fp32_on_cuda_turns_tf32_off_only_inside_the_block():
+    # Entering the context only flips backend flags, so this runs on machines without CUDA too.
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32  # matmul's flag is a property: monkeypatch cannot restore it
+    try:
+        cudnn.allow_tf32 = matmul.allow_tf32 = True
+        with Runtime(torch.device("cuda"), None, True).autocast():
+            assert not cudnn.allow_tf32 and not matmul.allow_tf32
+        assert cudnn.allow_tf32 and matmul.allow_tf32
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+    assert Runtime(torch.device("cuda"), torch.bfloat16, True).scoring().autocast_dtype is None
+
+
+def test_git_commit_outside_a_checkout_falls_back_to_the_environment(monkeypatch):
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+    monkeypatch.setattr(train_mod.subprocess, "run", no_git)
+    monkeypatch.delenv("GIT_COMMIT", raising=False)
+    assert train_mod.git_commit() == "unknown"
+    monkeypatch.setenv("GIT_COMMIT", "abc1234")
+    assert train_mod.git_commit() == "abc1234"
+
+
 def test_tiny_training_learns(reference_run):
     # The synthetic classes are colours: 12 steps get well above chance (10%). A loop that did not
     # learn (labels shuffled against images, no optimiser step) would stay near 10%.
