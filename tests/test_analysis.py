@@ -323,9 +323,9 @@ def test_rebuild_command_for_a_missing_checkpoint(tmp_path):
         app_data.read_meta("resnet18", paths)
     assert "resnet18.safetensors" in e.value.message and "is missing" in e.value.message
     lines = e.value.command.splitlines()
-    assert lines[0] == f"python -m cifar.train --model resnet18 --recipe cpu --data-dir {tmp_path / 'nodata'} --download"
-    assert lines[1] == (f"cp runs/resnet18-cpu/resnet18.safetensors runs/resnet18-cpu/resnet18.eval.npz "
-                        f"runs/resnet18-cpu/resnet18.metrics.json {tmp_path / 'ckpt'}/")
+    assert lines[0] == f"python -m cifar.train --model resnet18 --recipe paper --data-dir {tmp_path / 'nodata'} --download"
+    assert lines[1] == (f"cp runs/resnet18-paper/resnet18.safetensors runs/resnet18-paper/resnet18.eval.npz "
+                        f"runs/resnet18-paper/resnet18.metrics.json {tmp_path / 'ckpt'}/")
     assert lines[2].startswith("python -m cifar.bundle")
 
 

@@ -245,8 +245,8 @@ def test_missing_checkpoint_names_the_rebuild_command_and_the_other_model_works(
     msg = at.error[0].value
     assert "resnet18.safetensors" in msg and "is missing" in msg
     command = commands(at)
-    assert "python -m cifar.train --model resnet18 --recipe cpu" in command  # the shipped file's recipe
-    assert "cp runs/resnet18-cpu/resnet18.safetensors" in command
+    assert "python -m cifar.train --model resnet18 --recipe paper" in command  # the shipped file's recipe
+    assert "cp runs/resnet18-paper/resnet18.safetensors" in command
     assert any(m.label == "test accuracy" for m in at.metric)  # the CNN's card still renders
 
     at = open_page("attributions")
