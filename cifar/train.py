@@ -158,10 +158,17 @@ def size_note(size: int) -> str:
 
 
 def git_commit() -> str:
-    """HEAD's short hash; else $GIT_COMMIT, for a copy of the tree without .git (a remote GPU box, CI)."""
+    """HEAD's short hash, with "-dirty" when this package's files differ from it; else $GIT_COMMIT,
+    for a copy of the tree without .git (a remote GPU box, CI)."""
+    package = Path(__file__).parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip()
+                              cwd=package, timeout=5).stdout.strip()
+        # Only cifar/ decides what a run does: edits elsewhere (READMEs, tests) do not make it dirty.
+        # A copied tree beside a stale .git is caught too (seen on a GPU box: HEAD one commit behind).
+        if head and subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "."], capture_output=True,
+                                   cwd=package, timeout=5).returncode == 1:
+            head += "-dirty"
     except (OSError, subprocess.SubprocessError):
         head = ""
     return head or os.environ.get("GIT_COMMIT") or "unknown"

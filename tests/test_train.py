@@ -352,6 +352,20 @@ def test_git_commit_outside_a_checkout_falls_back_to_the_environment(monkeypatch
     assert train_mod.git_commit() == "abc1234"
 
 
+@pytest.mark.parametrize("diff_rc, expected", [(0, "abc1234"), (1, "abc1234-dirty")])
+def test_git_commit_says_when_the_package_differs_from_head(monkeypatch, diff_rc, expected):
+    calls = []
+
+    def fake_git(args, **kwargs):
+        calls.append(args)
+        return SimpleNamespace(stdout="abc1234\n", returncode=diff_rc)
+
+    monkeypatch.setattr(train_mod.subprocess, "run", fake_git)
+    assert train_mod.git_commit() == expected
+    # The diff is limited to cifar/, the code that trains.
+    assert calls[1][:4] == ["git", "diff", "--quiet", "HEAD"] and calls[1][-1] == "."
+
+
 def test_tiny_training_learns(reference_run):
     # The synthetic classes are colours: 12 steps get well above chance (10%). A loop that did not
     # learn (labels shuffled against images, no optimiser step) would stay near 10%.
