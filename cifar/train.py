@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,11 @@ class TrainState:
     best_val_acc: float = -1.0
     best_weights: dict[str, torch.Tensor] | None = None
     wall_time: float = 0.0  # seconds over all sessions of this run
+
+    @classmethod
+    def from_resume(cls, saved: dict[str, Any]) -> TrainState:
+        """The state stored in a resume.pt dict (see _resume_state), which holds these fields by name."""
+        return cls(**{f.name: saved[f.name] for f in fields(cls)})
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -242,8 +247,7 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         torch.set_rng_state(saved["torch_rng"])
         if saved["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        st = TrainState(saved["epoch"], saved["history"], saved["best_epoch"], saved["best_val_acc"],
-                        saved["best_weights"], saved["wall_time"])
+        st = TrainState.from_resume(saved)
         log(f"resumed {resume_path} after epoch {st.epoch} (best val acc {st.best_val_acc:.4f} at epoch {st.best_epoch})")
     elif resume:
         log(f"no resume state at {resume_path}; starting from scratch")

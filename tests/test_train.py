@@ -21,6 +21,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cifar.evaluate as evaluate_mod
+import cifar.runtime as runtime_mod
 import cifar.train as train_mod
 from cifar import CLASSES
 from cifar.checkpoints import load_model, load_state, read_metadata
@@ -301,8 +303,7 @@ def test_a_bf16_run_ships_fp32_test_predictions_that_evaluate_reproduces(cifar_r
     # A GPU run trains in bf16; its test accuracy must still be reproducible on a CPU without bf16.
     saved = load_state(reference_run / RESUME_FILE)
     cfg = train_mod.TrainConfig.from_dict(saved["config"])
-    st = train_mod.TrainState(saved["epoch"], saved["history"], saved["best_epoch"], saved["best_val_acc"],
-                              saved["best_weights"], saved["wall_time"])
+    st = train_mod.TrainState.from_resume(saved)
     used = []
     real = train_mod.predict_logits
 
@@ -321,7 +322,6 @@ def test_a_bf16_run_ships_fp32_test_predictions_that_evaluate_reproduces(cifar_r
                                   load_evaluation(reference_run / "cnn.safetensors")["preds"])
 
     # cifar.evaluate's auto precision follows eval_precision, not the bf16 of training.
-    from cifar import evaluate as evaluate_mod, runtime as runtime_mod
     monkeypatch.setattr(runtime_mod, "cpu_has_bf16", lambda: True)  # bf16 would be chosen if asked for
     summary = evaluate_mod.evaluate_checkpoint(tmp_path / "cnn.safetensors", str(cifar_root), device="cpu",
                                                progress=False)
