@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar.checkpoints import EVALUATION_SUFFIX, evaluations_in
 from cifar.data import DataError, load_cifar10
 
 BUNDLE_FILE = "demo_images.npz"
@@ -74,14 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cifar.bundle", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data)")
-    p.add_argument("--checkpoints", default="checkpoints", help="folder with <model>.safetensors and <model>.eval.npz")
+    p.add_argument("--checkpoints", default="checkpoints", help="folder with the checkpoints and their test-set predictions")
     p.add_argument("--download", action="store_true", help="download the official archive if the data folder lacks it")
     p.add_argument("--per-class", type=int, default=PER_CLASS, help="correctly classified images kept per class")
     args = p.parse_args(argv)
     ckpt_dir = Path(args.checkpoints)
-    evals = sorted(ckpt_dir.glob("*.eval.npz"))
+    evals = evaluations_in(ckpt_dir)
     if not evals:
-        print(f"error: no *.eval.npz in {ckpt_dir}; run python -m cifar.evaluate first", file=sys.stderr)
+        print(f"error: no test-set predictions (*{EVALUATION_SUFFIX}) in {ckpt_dir}; run python -m cifar.evaluate first",
+              file=sys.stderr)
         return 2
     try:
         data = load_cifar10(args.data_dir, download=args.download)
@@ -90,16 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     preds = []
     for e in evals:
-        ev = load_evaluation(e.with_name(e.name.replace(".eval.npz", ".safetensors")))
+        ev = load_evaluation(e.weights)
         if not np.array_equal(ev["labels"], data.test_labels):
-            print(f"error: {e} was computed on other test labels than {data.source}", file=sys.stderr)
+            print(f"error: {e.evaluation} was computed on other test labels than {data.source}", file=sys.stderr)
             return 2
         preds.append(ev["preds"])
     idx = select_demo_indices(data.test_labels, preds, args.per_class)
     out = ckpt_dir / BUNDLE_FILE
     write_bundle(out, data.test_images, data.test_labels, idx)
     print(f"wrote {out}: {len(idx)} of {len(data.test_labels)} test images "
-          f"({out.stat().st_size / 1e6:.1f} MB) from {', '.join(e.name for e in evals)}")
+          f"({out.stat().st_size / 1e6:.1f} MB) from {', '.join(e.evaluation.name for e in evals)}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Self-describing checkpoints that load without running code from the file.
+"""Self-describing checkpoints that load without running code from the file, and the one owner of a
+run's file names (`RunFiles`, `default_run_dir`).
 
 Shipped weights are one `.safetensors` file per model; its header holds JSON metadata (model name
 and builder kwargs, config, classes, normalisation, data, history, results, provenance), so the app
@@ -12,6 +13,7 @@ import json
 import os
 import pickle
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,60 @@ from cifar.models import MODELS, ModelError, build_model
 
 FORMAT = "cifar-explain/1"
 META_KEY = "cifar_explain"
+
+# A run's files. Nothing else spells these names: train, evaluate, bundle, tune and the app ask here.
+WEIGHTS_SUFFIX = ".safetensors"
+EVALUATION_SUFFIX = ".eval.npz"
+METRICS_SUFFIX = ".metrics.json"
+RESUME_FILE = "resume.pt"
+RUNS_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """One model's files in one folder: <stem>.safetensors, <stem>.eval.npz, <stem>.metrics.json."""
+
+    folder: Path
+    stem: str  # the model name for files cifar.train writes
+
+    @classmethod
+    def beside(cls, checkpoint: str | os.PathLike) -> RunFiles:
+        """The files that belong with a checkpoint: same folder, same stem."""
+        path = Path(checkpoint)
+        name = path.name.removesuffix(WEIGHTS_SUFFIX) if path.name.endswith(WEIGHTS_SUFFIX) else path.stem
+        return cls(path.parent, name)
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / f"{self.stem}{WEIGHTS_SUFFIX}"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.folder / f"{self.stem}{EVALUATION_SUFFIX}"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / f"{self.stem}{METRICS_SUFFIX}"
+
+    def all(self) -> tuple[Path, Path, Path]:
+        """The three files, in the order they are shipped and copied."""
+        return self.weights, self.evaluation, self.metrics
+
+
+def run_files(folder: str | os.PathLike, model: str) -> RunFiles:
+    """Where `model`'s checkpoint, predictions and metrics live in `folder`."""
+    return RunFiles(Path(folder), model)
+
+
+def default_run_dir(model: str, recipe: str) -> Path:
+    """The folder `python -m cifar.train` writes to without --out-dir."""
+    return Path(RUNS_DIR) / f"{model}-{recipe}"
+
+
+def evaluations_in(folder: str | os.PathLike) -> list[RunFiles]:
+    """Every run in a folder that has its test-set predictions, sorted by name."""
+    found = sorted(Path(folder).glob(f"*{EVALUATION_SUFFIX}"))
+    return [RunFiles(p.parent, p.name.removesuffix(EVALUATION_SUFFIX)) for p in found]
 
 
 class CheckpointError(RuntimeError):

@@ -11,6 +11,38 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
+from cifar.models import list_models
+
+# Each recipe maps model → the fields it sets. Everything not named keeps TrainConfig's defaults.
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    # The report, faithfully.
+    "paper": {
+        "cnn": dict(epochs=30, batch_size=32, optimizer="adam", lr=1e-3, scheduler="plateau",
+                    plateau_factor=0.1, plateau_patience=3, dropout=0.4, early_stopping=15),
+        "resnet18": dict(epochs=75, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+                         weight_decay=5e-4, scheduler="cosine", dropout=0.0, early_stopping=15),
+    },
+    # Time-to-accuracy on 2 CPU cores: bigger batches (the step is cheaper per image), one-cycle
+    # so the run can be short, label smoothing and EMA to make the last epochs count.
+    "fast": {
+        "cnn": dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+                    weight_decay=5e-4, scheduler="onecycle", label_smoothing=0.1, dropout=0.4,
+                    ema_decay=0.999, early_stopping=0),
+        "resnet18": dict(epochs=30, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
+                         weight_decay=5e-4, scheduler="onecycle", label_smoothing=0.1, dropout=0.0,
+                         ema_decay=0.999, early_stopping=0),
+    },
+    # ResNet18 in about two hours on 2 CPU cores (no AVX-512), where one 32px epoch takes 30 min:
+    # most epochs on downscaled images (16px is 3.3x cheaper per image), the last at full size so
+    # the network ends tuned to 32px. EMA with a short horizon (~100 steps), so it averages only
+    # the final, full-size weights and BN statistics.
+    "cpu": {
+        "resnet18": dict(epochs=8, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
+                         weight_decay=5e-4, scheduler="onecycle", onecycle_pct_start=0.25, label_smoothing=0.1,
+                         dropout=0.0, ema_decay=0.99, early_stopping=0, train_sizes="16:5,24:2"),
+    },
+}
+
 
 def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
@@ -20,8 +52,8 @@ def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
 class TrainConfig:
     """Everything that decides a training run."""
 
-    model: str = _f("cnn", "architecture", ("cnn", "resnet18"))
-    recipe: str = _f("paper", "preset of the fields below; any flag overrides it", ("paper", "fast", "cpu"))
+    model: str = _f("cnn", "architecture", list_models())
+    recipe: str = _f("paper", "preset of the fields below; any flag overrides it", tuple(RECIPES))
     epochs: int = _f(30, "maximum number of epochs")
     batch_size: int = _f(32, "images per optimiser step")
     optimizer: str = _f("adam", "optimiser", ("adam", "sgd"))
@@ -96,37 +128,6 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-# Each recipe maps model → the fields it sets. Everything not named keeps the defaults above.
-RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    # The report, faithfully.
-    "paper": {
-        "cnn": dict(epochs=30, batch_size=32, optimizer="adam", lr=1e-3, scheduler="plateau",
-                    plateau_factor=0.1, plateau_patience=3, dropout=0.4, early_stopping=15),
-        "resnet18": dict(epochs=75, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                         weight_decay=5e-4, scheduler="cosine", dropout=0.0, early_stopping=15),
-    },
-    # Time-to-accuracy on 2 CPU cores: bigger batches (the step is cheaper per image), one-cycle
-    # so the run can be short, label smoothing and EMA to make the last epochs count.
-    "fast": {
-        "cnn": dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
-                    weight_decay=5e-4, scheduler="onecycle", label_smoothing=0.1, dropout=0.4,
-                    ema_decay=0.999, early_stopping=0),
-        "resnet18": dict(epochs=30, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
-                         weight_decay=5e-4, scheduler="onecycle", label_smoothing=0.1, dropout=0.0,
-                         ema_decay=0.999, early_stopping=0),
-    },
-    # ResNet18 in about two hours on 2 CPU cores (no AVX-512), where one 32px epoch takes 30 min:
-    # most epochs on downscaled images (16px is 3.3x cheaper per image), the last at full size so
-    # the network ends tuned to 32px. EMA with a short horizon (~100 steps), so it averages only
-    # the final, full-size weights and BN statistics.
-    "cpu": {
-        "resnet18": dict(epochs=8, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
-                         weight_decay=5e-4, scheduler="onecycle", onecycle_pct_start=0.25, label_smoothing=0.1,
-                         dropout=0.0, ema_decay=0.99, early_stopping=0, train_sizes="16:5,24:2"),
-    },
-}
 
 
 def make_config(model: str = "cnn", recipe: str = "paper", **overrides: Any) -> TrainConfig:

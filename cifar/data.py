@@ -7,6 +7,7 @@ CustomCNN itself on a 2-core CPU.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ META_FILE = "batches.meta"
 # The official archive, as torchvision's CIFAR10 class downloads it.
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+# What a test batch is, told by its md5: the official archive (as torchvision's CIFAR10 lists it), or a
+# known copy. Numbers measured on a copy must say so, and its indices may not be the official ones.
+OFFICIAL_TEST_MD5 = "40351d587109b95175f43aff81a1287e"
+KNOWN_COPIES = {
+    # ../shared/cifar10: every image JPEG-compressed once (quality 75, 4:2:0); the test set is grouped
+    # by class (the official order within each class).
+    "2738f3d4f9f1787fa486f3879413ad7b": "CIFAR-10 (JPEG re-encoded copy)",
+}
 DEFAULT_DIR = "data"
 ENV_VAR = "CIFAR10_DIR"
 PAD = 4  # RandomCrop(32, padding=4)
@@ -152,6 +161,23 @@ def load_test_split(root: str | os.PathLike | None = None,
         _download_if_missing(path.parent, (TEST_FILE,))
     images, labels = _decode(_read_batch(path, root), path)
     return images, labels, path
+
+
+def describe_source(test_file: str | os.PathLike) -> dict[str, object]:
+    """{"name", "official", "test_md5"} of a test batch: which CIFAR-10 numbers measured on it come from.
+
+    `official` is True only for the official archive's bytes; only then are its indices the official ones.
+    """
+    digest = hashlib.md5()
+    with open(test_file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    md5 = digest.hexdigest()
+    if md5 == OFFICIAL_TEST_MD5:
+        name = "CIFAR-10 (official archive)"
+    else:
+        name = KNOWN_COPIES.get(md5, "CIFAR-10 (not the official archive: its test batch differs)")
+    return {"name": name, "official": md5 == OFFICIAL_TEST_MD5, "test_md5": md5}
 
 
 def cifar_test_file(root: str | os.PathLike | None = None) -> Path:

@@ -14,46 +14,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifar import CLASSES, metrics
-from cifar.checkpoints import CheckpointError, load_model
-from cifar.data import DataError, load_test_split, to_tensor
-from cifar.runtime import Runtime
-from cifar.train import predict_logits
+from torch import nn
+from tqdm.auto import tqdm
 
+from cifar import CLASSES, metrics
+from cifar.checkpoints import CheckpointError, RunFiles, load_model
+from cifar.data import DataError, describe_source, load_test_split, normalize, to_tensor
+from cifar.runtime import Runtime
 
 # Runtime.precision names (recorded at the end of training) and config values → a --precision choice.
 TRAINED_PRECISION = {"fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16"}
 
 
-def eval_paths(checkpoint: str | Path) -> tuple[Path, Path]:
-    """Where a checkpoint's predictions and metrics live: beside it, same stem."""
-    checkpoint = Path(checkpoint)
-    stem = checkpoint.with_suffix("")
-    return stem.with_name(stem.name + ".eval.npz"), stem.with_name(stem.name + ".metrics.json")
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, rt: Runtime, batch_size: int = 500,
+                   progress: bool = False, desc: str = "predict") -> torch.Tensor:
+    """Logits (float32, CPU) for uint8 NCHW images, in eval mode, in batches."""
+    model.eval()
+    out = []
+    for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False, disable=not progress):
+        x = rt.prepare_input(normalize(images[i : i + batch_size]))
+        with rt.autocast():
+            out.append(model(x).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, 0)
 
 
 def write_evaluation(checkpoint: str | Path, logits: np.ndarray, labels: np.ndarray, classes,
-                     mirrored_logits: np.ndarray | None = None) -> dict:
+                     mirrored_logits: np.ndarray | None = None, data: dict | None = None) -> dict:
     """Save logits, probabilities, predictions and labels beside the checkpoint, plus the metrics JSON.
 
     With the logits of the mirrored images, the JSON also gets `flip_tta_accuracy`; everything else
-    (the npz, the headline accuracy) stays single-pass.
+    (the npz, the headline accuracy) stays single-pass. `data` (cifar.data.describe_source) names the
+    test set the numbers come from, so the app can say which CIFAR-10 they were measured on.
     """
-    npz_path, json_path = eval_paths(checkpoint)
+    files = RunFiles.beside(checkpoint)
+    npz_path, json_path = files.evaluation, files.metrics
     probs = metrics.softmax(logits)
     np.savez_compressed(npz_path, logits=logits.astype(np.float32), probs=probs.astype(np.float32),
                         preds=probs.argmax(1).astype(np.int64), labels=labels.astype(np.int64))
     summary = metrics.summarize(labels, probs, list(classes))
     if mirrored_logits is not None:
         summary["flip_tta_accuracy"] = metrics.flip_tta_accuracy(labels, probs, metrics.softmax(mirrored_logits))
+    if data is not None:
+        summary["data"] = data
     json_path.write_text(json.dumps(summary, indent=1))
     return summary
 
 
 def load_evaluation(checkpoint: str | Path) -> dict[str, np.ndarray]:
     """The saved predictions of a checkpoint (see write_evaluation)."""
-    npz_path, _ = eval_paths(checkpoint)
-    with np.load(npz_path) as z:
+    with np.load(RunFiles.beside(checkpoint).evaluation) as z:
         return {k: z[k] for k in z.files}
 
 
@@ -74,14 +84,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, dow
     rt = Runtime.decide(device, precision)
     model = rt.prepare_model(model)
     # The test batch only: scoring needs neither the 150 MB of training batches nor their presence.
-    test_x, test_y, _ = load_test_split(data_dir, download=download)
+    test_x, test_y, test_file = load_test_split(data_dir, download=download)
     images = to_tensor(test_x)
     logits = predict_logits(model, images, rt, progress=progress, desc="test set")
     mirrored = None
     if flip_tta:
         # Horizontal flip only: the training augmentation, so the model has seen mirrored objects.
         mirrored = predict_logits(model, images.flip(3), rt, progress=progress, desc="mirrored").numpy()
-    return write_evaluation(checkpoint, logits.numpy(), test_y, meta.get("classes", CLASSES), mirrored)
+    return write_evaluation(checkpoint, logits.numpy(), test_y, meta.get("classes", CLASSES), mirrored,
+                            data=describe_source(test_file))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, ValueError) as e:  # ValueError: e.g. --device cuda without CUDA
         print(f"error: {e}", file=sys.stderr)
         return 2
-    npz_path, json_path = eval_paths(args.checkpoint)
+    npz_path, json_path = RunFiles.beside(args.checkpoint).evaluation, RunFiles.beside(args.checkpoint).metrics
     data = np.load(npz_path)
     names = list(summary["per_class_accuracy"])
     print(metrics.format_report(data["labels"], data["preds"], names))

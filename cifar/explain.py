@@ -24,7 +24,7 @@ import operator
 import threading
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,14 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifar.models import BasicBlock
+from cifar import MEAN, STD
+from cifar.models import BasicBlock, spec_of
 
-METHODS = ("Integrated Gradients", "Saliency", "SmoothGrad", "Guided Backprop", "Grad-CAM", "Occlusion")
 BASELINES = ("black", "zero")
-# Black pixels (uint8 0) in the report's [-1, 1] normalisation; "zero" is mid-grey (127.5).
-_BASELINE_VALUE = {"black": -1.0, "zero": 0.0}
-# Grad-CAM at 8×8: the last stage that still has some resolution (layer4 / pool3 are 4×4).
-_GRADCAM_DEFAULTS = {"ResNet18": "layer3", "CustomCNN": "conv3.2"}
 # Images per forward/backward pass inside IG, SmoothGrad and Occlusion. It sets the app's memory
 # peak: IG (50 steps) on ResNet18 raised the process's peak RSS by 307 MB in batches of 64, 111 MB
 # in 16 and 65 MB in 8, and took 0.9, 1.0 and 1.4 s (ru_maxrss around three explain.attribute
@@ -188,14 +184,17 @@ def _as_batch(x: torch.Tensor, model: nn.Module, *, single: bool) -> torch.Tenso
     return x
 
 
-def to_input(image: np.ndarray) -> torch.Tensor:
-    """One uint8 (H, W, 3) image (as from cifar.images.to_model_input) → normalised (1, 3, H, W) float."""
-    from cifar.data import normalize, to_tensor
-
+def to_input(image: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """One uint8 (H, W, 3) image → (1, 3, H, W) float normalised with the checkpoint's (mean, std)."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    return normalize(to_tensor(image[None]).contiguous())
+    # (x/255 - mean)/std as one scale and shift: for the report's (0.5, 0.5) these are 2/255 and 1,
+    # bit for bit what cifar.data.normalize computes in training.
+    scale = torch.tensor([1.0 / (255.0 * v) for v in std]).view(1, -1, 1, 1)
+    shift = torch.tensor([m / v for m, v in zip(mean, std)]).view(1, -1, 1, 1)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    return (x * scale - shift).contiguous()
 
 
 # ---------------------------------------------------------------------------------- predictions
@@ -310,11 +309,157 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer_name: str, top: int | 
 # ---------------------------------------------------------------------------------- attributions
 
 
+@dataclass(frozen=True)
+class Param:
+    """One setting of an attribution method: its keyword, default, and what a widget needs to offer it.
+
+    Numbers get a slider from `low` to `high`; `choices` get a radio (`choice_labels` in the same
+    order); kind "layer" is a layer name, whose options depend on the model (the app lists them).
+    `minimum` is the hard floor `attribute` enforces (the slider may start higher).
+    """
+
+    name: str
+    label: str
+    default: object
+    kind: Literal["int", "float", "choice", "layer"] = "int"
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    choice_labels: tuple[str, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered attribution method: how to run it, its settings and how to read its map."""
+
+    name: str
+    help: str  # one line for the picker's help
+    signed: bool  # False when the map is never negative (Grad-CAM is ReLU'd)
+    params: tuple[Param, ...]
+    run: Callable[..., torch.Tensor]  # (twin, x, target, **params) → (1, C, H, W) attribution
+    channels: Literal["sum", "mean"] = "sum"  # how the map is reduced over the colour channels
+    gradient: bool = True  # whether the method differentiates the input (Occlusion only runs forward passes)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def uses_baseline(self) -> bool:
+        return "baseline" in self.param_names
+
+
+METHODS: dict[str, Method] = {}
+
+_BASELINE = Param("baseline", "Baseline", "black", kind="choice", choices=BASELINES,
+                  choice_labels=("black image", "mid-grey (0)"),
+                  help="what 'absent' means: a black image, or mid-grey (0 in normalised units)")
+
+
+def register_method(name: str, *, help: str, signed: bool = True, params: tuple[Param, ...] = (),
+                    channels: Literal["sum", "mean"] = "sum", gradient: bool = True) -> Callable:
+    """Decorator: register an attribution function under `name`. The page's widgets and the tests
+    are built from the registry, so a new method is this decorator on one function."""
+    def wrap(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if name in METHODS:
+            raise ValueError(f"attribution method {name!r} is registered twice")
+        METHODS[name] = Method(name, help, signed, params, run, channels, gradient)
+        return run
+
+    return wrap
+
+
+def get_method(name: str) -> Method:
+    """A registered method; ValueError names the valid ones."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_params(method: str, **params: object) -> dict[str, object]:
+    """Only the parameters `method` reads (None dropped), so changing another one reuses a cache."""
+    names = get_method(method).param_names
+    return {k: params[k] for k in names if k in params and params[k] is not None}
+
+
+def default_params(method: str) -> dict[str, object]:
+    """The method's defaults (a layer parameter is left to `default_gradcam_layer`)."""
+    return {p.name: p.default for p in get_method(method).params if p.default is not None}
+
+
+@register_method("Integrated Gradients",
+                 help="gradients averaged along a straight path from a baseline image to this one; the map "
+                      "sums to logit(image) − logit(baseline)",
+                 params=(Param("steps", "Steps", 50, low=8, high=200, step=2, minimum=1,
+                               help="points on the path (Gauss-Legendre); more is smoother and slower"), _BASELINE))
+def _integrated_gradients(twin: nn.Module, x: torch.Tensor, target: int, *, steps: int, baseline: torch.Tensor):
+    from captum.attr import IntegratedGradients
+
+    return IntegratedGradients(twin).attribute(x, baselines=baseline, target=target, n_steps=int(steps),
+                                               internal_batch_size=min(int(steps), MAX_BATCH))
+
+
+@register_method("Saliency", help="the gradient of the logit with respect to each pixel")
+def _saliency(twin: nn.Module, x: torch.Tensor, target: int):
+    from captum.attr import Saliency
+
+    return Saliency(twin).attribute(x, target=target, abs=False)
+
+
+@register_method("SmoothGrad", help="the gradient averaged over noisy copies of the image",
+                 params=(Param("n_samples", "Noisy samples", 20, low=4, high=64, minimum=1),
+                         Param("stdev", "Noise std (normalised units; the input spans 2.0)", 0.15, kind="float",
+                               low=0.01, high=0.5, step=0.01)))
+def _smoothgrad(twin: nn.Module, x: torch.Tensor, target: int, *, n_samples: int, stdev: float):
+    from captum.attr import NoiseTunnel, Saliency
+
+    return NoiseTunnel(Saliency(twin)).attribute(
+        x, nt_type="smoothgrad", nt_samples=int(n_samples), nt_samples_batch_size=min(int(n_samples), MAX_BATCH),
+        stdevs=float(stdev), target=target, abs=False)
+
+
+@register_method("Guided Backprop", help="gradients with negative ReLU gradients zeroed")
+def _guided_backprop(twin: nn.Module, x: torch.Tensor, target: int):
+    from captum.attr import GuidedBackprop
+
+    return GuidedBackprop(twin).attribute(x, target=target)
+
+
+@register_method("Grad-CAM", help="a layer's channels weighted by their mean gradient, upsampled (≥ 0)", signed=False,
+                 params=(Param("layer", "Grad-CAM layer", None, kind="layer",
+                               help="default: the model's last 8×8 stage"),))
+def _gradcam(twin: nn.Module, x: torch.Tensor, target: int, *, layer: str):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    cam = LayerGradCam(twin, _module(twin, layer)).attribute(x, target=target, relu_attributions=True)
+    if cam.ndim != 4:
+        raise ValueError(f"Grad-CAM needs a layer with a (C, H, W) output; {layer!r} has {tuple(cam.shape)}")
+    return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+
+@register_method("Occlusion", help="how much the logit drops when a square patch is set to the baseline",
+                 params=(Param("window", "Window (pixels)", 8, low=2, high=16, minimum=1),
+                         Param("stride", "Stride (pixels)", 4, low=1, high=8, minimum=1), _BASELINE),
+                 channels="mean", gradient=False)  # all 3 channels of a patch are occluded together, so they are equal
+def _occlusion(twin: nn.Module, x: torch.Tensor, target: int, *, window: int, stride: int, baseline: torch.Tensor):
+    from captum.attr import Occlusion
+
+    size = tuple(x.shape[-2:])
+    w, s = min(int(window), *size), int(stride)
+    n_windows = ((size[0] - w) // s + 1) * ((size[1] - w) // s + 1)
+    return Occlusion(twin).attribute(x, sliding_window_shapes=(3, w, w), strides=(3, s, s), baselines=baseline,
+                                     target=target, perturbations_per_eval=min(n_windows, MAX_BATCH))
+
+
 def default_gradcam_layer(model: nn.Module) -> str:
-    """Grad-CAM's layer: ResNet "layer3" and CustomCNN "conv3.2" (8×8), else the last map at least 8×8."""
-    for cls in type(model).__mro__:
-        if cls.__name__ in _GRADCAM_DEFAULTS and _GRADCAM_DEFAULTS[cls.__name__] in dict(model.named_modules()):
-            return _GRADCAM_DEFAULTS[cls.__name__]
+    """Grad-CAM's layer: the registered model's default (ResNet18 "layer3", CustomCNN "conv3.2", both
+    8×8), else the last map at least 8×8."""
+    spec = spec_of(model)
+    if spec is not None and spec.gradcam_layer in dict(model.named_modules()):
+        return spec.gradcam_layer
     shapes = layer_shapes(model)
     big = [n for n, (_, h, w) in shapes.items() if min(h, w) >= 8]
     if not big:
@@ -322,29 +467,31 @@ def default_gradcam_layer(model: nn.Module) -> str:
     return big[-1]
 
 
+def baseline_image(kind: str, x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """The baseline for x in normalised units: "black" = uint8 0 under (mean, std); "zero" = 0 (mid-grey
+    for the report's [-1, 1] normalisation)."""
+    if kind not in BASELINES:
+        raise ValueError(f"unknown baseline {kind!r}; valid baselines: {', '.join(BASELINES)}")
+    if kind == "zero":
+        return torch.zeros_like(x)
+    black = -torch.as_tensor(mean, dtype=x.dtype) / torch.as_tensor(std, dtype=x.dtype)
+    return black.view(1, -1, 1, 1).to(x.device).expand_as(x).contiguous(memory_format=torch.channels_last)
+
+
 def _num_classes(model: nn.Module) -> int | None:
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return last[-1].out_features if last else None
 
 
-def attribute(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: int,
-    method: str,
-    *,
-    steps: int = 50,
-    n_samples: int = 20,
-    stdev: float = 0.15,
-    window: int = 8,
-    stride: int = 4,
-    layer: str | None = None,
-    baseline: Literal["black", "zero"] = "black",
-) -> np.ndarray:
+def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, *,
+              mean: Sequence[float] = MEAN, std: Sequence[float] = STD, **params: object) -> np.ndarray:
     """A signed (H, W) float32 attribution map of the target logit for one normalised image (1, 3, H, W).
 
-    Channels are summed (per-channel attributions of a pixel add up, so Integrated Gradients keeps
-    its completeness: the map sums to logit(x) - logit(baseline)). Per method:
+    `params` are the method's settings (its registry entry lists them, with defaults); settings the
+    method does not read are ignored. Channels are summed (per-channel attributions of a pixel add up,
+    so Integrated Gradients keeps its completeness: the map sums to logit(x) - logit(baseline));
+    Occlusion, whose channels are equal, takes their mean. `mean`/`std`: the normalisation x was made
+    with (the checkpoint's metadata), which decides what a black baseline is.
 
     - Integrated Gradients: `steps` Gauss-Legendre steps from the baseline image, batched.
     - Saliency: the signed gradient (abs=False); summed over channels it is d logit / d brightness.
@@ -352,28 +499,11 @@ def attribute(
       `stdev` in normalised units (the input spans 2.0, so 0.15 is 7.5% of the range).
     - Guided Backprop: gradients with negative ReLU gradients zeroed.
     - Grad-CAM: on `layer` (default `default_gradcam_layer`), ReLU'd as in the paper, so ≥ 0,
-      bilinearly upsampled to the input size. `layer` is ignored by the other methods.
+      bilinearly upsampled to the input size.
     - Occlusion: logit drop when a `window`×`window` patch (all 3 channels) is set to the baseline,
-      sliding by `stride`, averaged over the patches covering each pixel. Channels are equal here,
-      so the map is their mean, not their sum.
-
-    `baseline`: "black" = -1 (uint8 0) or "zero" = 0 (mid-grey) in normalised space; used by
-    Integrated Gradients and Occlusion.
+      sliding by `stride`, averaged over the patches covering each pixel.
     """
-    from captum.attr import (
-        GuidedBackprop,
-        IntegratedGradients,
-        LayerAttribution,
-        LayerGradCam,
-        NoiseTunnel,
-        Occlusion,
-        Saliency,
-    )
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    if baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
+    spec = get_method(method)
     n_classes = _num_classes(model)
     try:
         target = operator.index(target)
@@ -381,55 +511,31 @@ def attribute(
         raise ValueError(f"target must be an integer class index, got {target!r}") from None
     if target < 0 or (n_classes is not None and target >= n_classes):
         raise ValueError(f"target must be a class index in 0..{(n_classes or 1) - 1}, got {target}")
-    for arg, value in (("steps", steps), ("n_samples", n_samples), ("window", window), ("stride", stride)):
-        if int(value) < 1:
-            raise ValueError(f"{arg} must be at least 1, got {value}")
-    base = _BASELINE_VALUE[baseline]
+    settings = {**default_params(method), **method_params(method, **params)}
+    for p in spec.params:
+        value = settings.get(p.name)
+        if p.minimum is not None and value is not None and float(value) < p.minimum:
+            raise ValueError(f"{p.name} must be at least {p.minimum:g}, got {value}")
+        if p.kind == "choice" and value not in p.choices:
+            raise ValueError(f"unknown {p.name} {value!r}; valid: {', '.join(p.choices)}")
 
     with _LOCK:
         twin = _explainer(model)
         x = _as_batch(x, twin, single=True)
-        size = tuple(x.shape[-2:])
+        if "baseline" in settings:
+            settings["baseline"] = baseline_image(str(settings["baseline"]), x, mean, std)
+        if any(p.kind == "layer" for p in spec.params) and not settings.get("layer"):
+            settings["layer"] = default_gradcam_layer(model)
         try:
             with warnings.catch_warnings():
                 # Captum announces its own (temporary) ReLU hooks and input grads on every call.
                 warnings.filterwarnings("ignore", message=".*backward hooks on ReLU.*")
                 warnings.filterwarnings("ignore", message=".*required_grads has been set automatically.*")
-                if method == "Occlusion":
-                    w, s = min(int(window), *size), int(stride)
-                    n_windows = ((size[0] - w) // s + 1) * ((size[1] - w) // s + 1)
-                    attr = Occlusion(twin).attribute(
-                        x,
-                        sliding_window_shapes=(3, w, w),
-                        strides=(3, s, s),
-                        baselines=base,
-                        target=target,
-                        perturbations_per_eval=min(n_windows, MAX_BATCH),
-                    )
-                    return attr[0].mean(0).cpu().numpy().astype(np.float32)
-                x = x.clone().requires_grad_(True)
-                if method == "Integrated Gradients":
-                    attr = IntegratedGradients(twin).attribute(
-                        x, baselines=base, target=target, n_steps=int(steps),
-                        internal_batch_size=min(int(steps), MAX_BATCH),
-                    )
-                elif method == "Saliency":
-                    attr = Saliency(twin).attribute(x, target=target, abs=False)
-                elif method == "SmoothGrad":
-                    attr = NoiseTunnel(Saliency(twin)).attribute(
-                        x, nt_type="smoothgrad", nt_samples=int(n_samples),
-                        nt_samples_batch_size=min(int(n_samples), MAX_BATCH), stdevs=float(stdev),
-                        target=target, abs=False,
-                    )
-                elif method == "Guided Backprop":
-                    attr = GuidedBackprop(twin).attribute(x, target=target)
-                else:  # Grad-CAM
-                    name = layer or default_gradcam_layer(model)
-                    cam = LayerGradCam(twin, _module(twin, name)).attribute(x, target=target, relu_attributions=True)
-                    if cam.ndim != 4:
-                        raise ValueError(f"Grad-CAM needs a layer with a (C, H, W) output; {name!r} has {tuple(cam.shape)}")
-                    attr = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
-                return attr[0].sum(0).detach().cpu().numpy().astype(np.float32)
+                if spec.gradient:
+                    x = x.clone().requires_grad_(True)
+                attr = spec.run(twin, x, target, **settings)
+            attr = attr[0].mean(0) if spec.channels == "mean" else attr[0].sum(0)
+            return attr.detach().cpu().numpy().astype(np.float32)
         finally:
             if count_hooks(twin):
                 # A hook survived (a Captum bug or an interrupt): drop the copy, build a clean one next time.

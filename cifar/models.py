@@ -1,8 +1,14 @@
-"""The two architectures of the report and a small name → builder registry."""
+"""The two architectures of the report, and the model registry that owns their names.
+
+A model is registered once, with `@register_model`, beside its builder: its name, title, short
+name, default Grad-CAM layer and shipped recipe. The CLI choices, the app's picker and titles,
+the explain defaults and the tests all read `MODELS` (or `get_model`/`list_models`) from here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -10,6 +16,51 @@ from torch import nn
 
 class ModelError(ValueError):
     """An unknown model name, bad builder arguments, or weights that cannot be fetched."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the project knows about one registered architecture."""
+
+    name: str  # the registry key: CLI --model, file names (<name>.safetensors), URLs (?model=)
+    title: str  # as the report names it
+    short: str  # for narrow table headers
+    builder: Callable[..., nn.Module]
+    module: type[nn.Module]  # the class the builder returns, to recognise a built model
+    gradcam_layer: str  # Grad-CAM's default layer: the last stage that still has 8×8 resolution
+    shipped_recipe: str  # the recipe of the checkpoint in checkpoints/ (tests/test_shipped.py checks it)
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, title: str, short: str, module: type[nn.Module], gradcam_layer: str,
+                   shipped_recipe: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a builder under `name` with its display names and defaults."""
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ModelError(f"model {name!r} is registered twice")
+        MODELS[name] = ModelSpec(name, title, short, builder, module, gradcam_layer, shipped_recipe)
+        return builder
+
+    return wrap
+
+
+def list_models() -> tuple[str, ...]:
+    """Registered model names, in registration order (the app shows them in this order)."""
+    return tuple(MODELS)
+
+
+def get_model(name: str) -> ModelSpec:
+    """The spec of a registered model; ModelError names the valid ones."""
+    if name not in MODELS:
+        raise ModelError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def spec_of(model: nn.Module) -> ModelSpec | None:
+    """The spec whose class built this model instance, or None for an unregistered module."""
+    return next((s for s in MODELS.values() if isinstance(model, s.module)), None)
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -38,6 +89,8 @@ class CustomCNN(nn.Module):
         return self.fc2(self.fc1(self.flatten(x)))
 
 
+@register_model("cnn", title="CustomCNN", short="CNN", module=CustomCNN, gradcam_layer="conv3.2",
+                shipped_recipe="fast")
 def custom_cnn(*, num_classes: int = 10, dropout: float = 0.4) -> nn.Module:
     """The report's CustomCNN."""
     return CustomCNN(num_classes=num_classes, dropout=dropout)
@@ -99,6 +152,8 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+@register_model("resnet18", title="ResNet18", short="ResNet", module=ResNet18, gradcam_layer="layer3",
+                shipped_recipe="paper")
 def resnet18_cifar(*, num_classes: int = 10, dropout: float = 0.0, pretrained: bool = False) -> nn.Module:
     """ResNet18 for 32×32 input: 3×3 stride-1 stem, no maxpool, optional Dropout → Linear head.
 
@@ -134,15 +189,11 @@ def resnet18_cifar(*, num_classes: int = 10, dropout: float = 0.0, pretrained: b
     return model
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"cnn": custom_cnn, "resnet18": resnet18_cifar}
-
-
 def build_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model by name ("cnn", "resnet18") with its builder's keyword arguments."""
-    if name not in MODELS:
-        raise ModelError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
+    spec = get_model(name)
     try:
-        return MODELS[name](**kwargs)
+        return spec.builder(**kwargs)
     except TypeError as e:
         raise ModelError(f"bad arguments for model {name!r}: {e}") from None
 

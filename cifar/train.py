@@ -24,13 +24,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from cifar import MEAN, STD
-from cifar.checkpoints import FORMAT, CheckpointError, load_state, save_model, save_state
+from cifar.checkpoints import (FORMAT, RESUME_FILE, CheckpointError, default_run_dir, load_state, run_files,
+                               save_model, save_state)
 from cifar.config import TrainConfig, add_config_arguments, config_from_args
-from cifar.data import DataError, Splits, augment, load_cifar10, make_splits, normalize
+from cifar.data import TEST_FILE, DataError, Splits, augment, describe_source, load_cifar10, make_splits, normalize
+from cifar.evaluate import predict_logits, write_evaluation
 from cifar.models import ModelError, build_model, count_parameters
 from cifar.runtime import Runtime, seed_everything
-
-RESUME_FILE = "resume.pt"
 
 
 class TrainingError(RuntimeError):
@@ -81,19 +81,6 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
 def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
     # drop_last: a tiny last batch would give BatchNorm noisy statistics.
     return max(1, n_train // cfg.batch_size)
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, rt: Runtime, batch_size: int = 500,
-                   progress: bool = False, desc: str = "predict") -> torch.Tensor:
-    """Logits (float32, CPU) for uint8 NCHW images, in eval mode, in batches."""
-    model.eval()
-    out = []
-    for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False, disable=not progress):
-        x = rt.prepare_input(normalize(images[i : i + batch_size]))
-        with rt.autocast():
-            out.append(model(x).float().cpu())
-    return torch.cat(out) if out else torch.empty(0, 0)
 
 
 def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rt: Runtime, batch_size: int) -> tuple[float, float]:
@@ -291,14 +278,14 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
 def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: Runtime, command: str, log=print,
            commit: str | None = None) -> dict[str, Any]:
     """Evaluate the best epoch on the test set and write the checkpoint with its metadata and predictions."""
-    from cifar.evaluate import write_evaluation  # evaluate imports this module
-
     score_rt = rt.scoring()
     model = score_rt.prepare_model(build_model(cfg.model, **cfg.builder_kwargs()))
     model.load_state_dict(st.best_weights)
     test_logits = predict_logits(model, splits.test_x, score_rt, cfg.eval_batch_size)
     test_acc = (test_logits.argmax(1) == splits.test_y).float().mean().item()
     best = st.history[st.best_epoch - 1]
+    test_file = Path(splits.source) / TEST_FILE
+    data_source = describe_source(test_file) if test_file.is_file() else None
     meta = {
         "model": cfg.model,
         "builder_kwargs": cfg.builder_kwargs(),
@@ -307,7 +294,7 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
         "recipe": cfg.recipe,
         "classes": list(splits.classes),
         "normalization": {"mean": list(MEAN), "std": list(STD)},
-        "data": {"source": splits.source, "split_seed": splits.split_seed, "val_size": cfg.val_size,
+        "data": {"source": splits.source, **(data_source or {}), "split_seed": splits.split_seed, "val_size": cfg.val_size,
                  "n_train": len(splits.train_y), "n_val": len(splits.val_y), "n_test": len(splits.test_y)},
         "history": st.history,
         "epochs_run": st.epoch,
@@ -324,11 +311,11 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
         "wall_time_s": round(st.wall_time, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = run_dir / f"{cfg.model}.safetensors"
-    save_model(model, out, meta)
-    write_evaluation(out, test_logits.numpy(), splits.test_y.numpy(), splits.classes)
+    files = run_files(run_dir, cfg.model)
+    save_model(model, files.weights, meta)
+    write_evaluation(files.weights, test_logits.numpy(), splits.test_y.numpy(), splits.classes, data=data_source)
     log(f"best epoch {st.best_epoch}: val acc {st.best_val_acc:.4f}, test acc {test_acc:.4f}")
-    log(f"wrote {out} (+ {out.with_suffix('').name}.eval.npz, .metrics.json); resume state in {run_dir / RESUME_FILE}")
+    log(f"wrote {', '.join(str(p) for p in files.all())}; resume state in {run_dir / RESUME_FILE}")
     return meta
 
 
@@ -351,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        run_dir = Path(args.out_dir or f"runs/{cfg.model}-{cfg.recipe}")
+        run_dir = Path(args.out_dir) if args.out_dir else default_run_dir(cfg.model, cfg.recipe)
         if (run_dir / RESUME_FILE).exists() and not args.resume:
             raise TrainingError(f"{run_dir / RESUME_FILE} exists from an earlier run: add --resume to continue it, "
                                 f"or pick another --out-dir (or delete that folder) to start over")
@@ -363,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: rerun the same command with --resume to continue after the last finished epoch",
+        print("\ninterrupted: rerun the same command with --resume to continue after the last finished epoch",
               file=sys.stderr)
         return 130
     return 0

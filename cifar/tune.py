@@ -24,7 +24,7 @@ from typing import Any, get_type_hints
 
 from tqdm.auto import tqdm
 
-from cifar.checkpoints import CheckpointError
+from cifar.checkpoints import CheckpointError, default_run_dir, run_files
 from cifar.config import TrainConfig, add_config_arguments, make_config
 from cifar.data import DataError, Splits, load_cifar10, make_splits
 from cifar.models import ModelError
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trials = plan(args)
         models = "+".join(dict.fromkeys(cfg.model for _, cfg in trials))
-        out_dir = Path(args.out_dir or f"runs/tune-{models}")
+        out_dir = Path(args.out_dir) if args.out_dir else default_run_dir("tune", models)
         csv_path = Path(args.csv) if args.csv else out_dir / "tune.csv"
         columns = list(dict.fromkeys(k for trial, _ in trials for k in trial)) + list(RESULT_COLUMNS)
         header, old_rows = read_rows(csv_path)
@@ -293,7 +293,7 @@ def print_best(rows: list[dict[str, str]], csv_path: Path, data_dir: str | None)
           f"test acc {float(best['test_acc']):.4f}")
     data = ["--data-dir", data_dir] if data_dir else []
     print(f"  config: {best['config']}")
-    print(f"  checkpoint: {best['run_dir']}/{cfg.model}.safetensors")
+    print(f"  checkpoint: {run_files(best['run_dir'], cfg.model).weights}")
     print(f"  reproduce: python -m cifar.train {shlex.join([*train_flags(cfg), *data])}")
     print(f"results: {csv_path}")
 

@@ -3,7 +3,7 @@
     python scripts/bench_app.py                       # the shipped checkpoints/
     python scripts/bench_app.py --fixture /tmp/appfix # tiny fixture checkpoints (built there if absent)
 
-Measures, on a live `streamlit run` server driven by headless Chromium (tests/app_fixtures.py):
+Measures, on a live `streamlit run` server driven by headless Chromium (devkit.browser):
 - page switches in one browser session (sidebar link clicks): the first visit of each page
   ("cold": imports, model loads, first attributions) and later visits ("warm"); the bar is < 1 s warm;
 - the server's memory once every page was visited with both models, from /proc/<pid>/status:
@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from app_fixtures import build_app_checkpoints, chromium, streamlit_server  # noqa: E402
+from devkit.app_fixture import build_app_checkpoints  # noqa: E402
+from devkit.browser import chromium, streamlit_server  # noqa: E402
 
 # url_path → (title words with the cnn picked, with resnet18 picked); Overview, the default page, is "/".
 PAGES = {
@@ -64,7 +65,7 @@ def time_attributions(ckpt: Path, data: Path, repeats: int) -> list[dict]:
     import torch
 
     from cifar import explain
-    from cifar.app_data import Paths, load_checkpoint, load_test_images
+    from cifar_app.store import Paths, load_checkpoint, load_test_images
 
     paths = Paths(ckpt, data)
     image = load_test_images(paths).images[0].copy()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from cifar.bundle import BUNDLE_FILE, load_bundle, select_demo_indices, write_bundle
 

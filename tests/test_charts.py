@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar import SHORT_CLASSES, analysis, charts
+from cifar import SHORT_CLASSES
+from cifar_app import charts, tables, training
 
 HISTORY = [dict(epoch=e, train_loss=2.0 / e, train_acc=0.3 * e, val_loss=2.1 / e, val_acc=0.28 * e, lr=0.1 / e,
                 seconds=3.0) for e in (1, 2, 3)]
@@ -69,7 +70,7 @@ def test_confusion_heatmap_counts_or_rates_with_a_cell_selection(normalized):
     assert cell["ink"] == "black" and next(r for r in data_of(spec, rect) if r["count"] == 0)["ink"] != "black"
     assert [t["mark"]["color"] for t in texts] == ["black", "white", "#b0b0b0"]
     # What Streamlit hands back for a click on that cell maps to the pair:
-    assert analysis.selected_cell([{"true_idx": 3, "pred_idx": 5}]) == (3, 5)
+    assert tables.selected_cell([{"true_idx": 3, "pred_idx": 5}]) == (3, 5)
 
 
 def test_confusion_heatmap_without_selection():
@@ -77,37 +78,50 @@ def test_confusion_heatmap_without_selection():
     assert "params" not in spec and "params" not in layers(spec)[0]
 
 
-def test_prf_bars_group_three_metrics_per_class():
+def test_prf_dots_group_three_metrics_per_class_on_a_zoomed_axis():
     from cifar import CLASSES
     from cifar.metrics import classification_table
 
     labels = np.arange(100) % 10
-    table = classification_table(labels, labels, list(CLASSES))
+    preds = labels.copy()
+    preds[:7] = (preds[:7] + 1) % 10  # precision and recall between 0.9 and 1
+    table = classification_table(labels, preds, list(CLASSES))
     spec = charts.prf_bars(table).to_dict()
-    assert spec["mark"]["type"] == "bar"
+    assert spec["mark"]["type"] == "point"
     assert spec["encoding"]["xOffset"]["field"] == "metric"
     assert len(data_of(spec, spec)) == 30
+    lo, hi = spec["encoding"]["y"]["scale"]["domain"]
+    assert hi == 1.0 and 0.8 <= lo < min(v["value"] for v in data_of(spec, spec))
+
+
+def test_zoomed_domain_starts_just_below_the_smallest_value():
+    assert charts.zoomed_domain([0.91, 0.95, 0.99]) == [0.85, 1.0]
+    assert charts.zoomed_domain([0.874, None, float("nan")]) == [0.85, 1.0]
+    assert charts.zoomed_domain([0.01]) == [0.0, 1.0]
+    assert charts.zoomed_domain([]) == [0.0, 1.0]
 
 
 def test_tune_heatmap_marks_failed_cells():
-    grid = analysis.tune_grid([{"lr": "0.001", "batch_size": "32", "best_val_acc": "0.87"},
+    grid = training.tune_grid([{"lr": "0.001", "batch_size": "32", "best_val_acc": "0.87"},
                                {"lr": "0.003", "batch_size": "32", "best_val_acc": ""}])
     spec = charts.tune_heatmap(grid).to_dict()
     rect, failed, text = layers(spec)
     assert rect["encoding"]["x"]["field"] == "batch_size" and rect["encoding"]["y"]["field"] == "lr_label"
     assert failed["mark"]["color"] == "#dddddd" and "isValid" in failed["transform"][0]["filter"]
     labels = sorted(r["label"] for r in data_of(spec, text))
-    assert labels == ["87.0%", "failed"]
+    assert labels == ["87.00%", "failed"]
 
 
-def test_per_class_accuracy_bars_and_report_ticks():
-    from cifar import reference
+def test_per_class_accuracy_dots_and_report_ticks():
+    from cifar_app import reference
 
     ours = {"cnn": {"summary": {"per_class_accuracy": {c: 0.5 for c in SHORT_CLASSES}}}, "resnet18": None}
-    rows = analysis.per_class_rows(ours, reference.PER_CLASS_ACCURACY)
+    rows = tables.per_class_rows(ours, reference.PER_CLASS_ACCURACY)
     spec = charts.per_class_accuracy(rows, {"cnn": "CustomCNN", "resnet18": "ResNet18"}).to_dict()
     bars, ticks = layers(spec)
-    assert bars["mark"]["type"] == "bar" and ticks["mark"]["type"] == "tick"
+    assert bars["mark"]["type"] == "point" and ticks["mark"]["type"] == "tick"
+    lo, _ = bars["encoding"]["y"]["scale"]["domain"]
+    assert 0.4 <= lo < 0.5  # zoomed to the values (ours 0.5, the report's 0.73-0.98), not 0-100%
     values = data_of(spec, bars)
     assert sum(1 for v in values if v["source"] == "ours") == 10  # ResNet18 unavailable: no bars
     assert sum(1 for v in values if v["source"] == "report") == 20

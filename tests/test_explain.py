@@ -246,3 +246,47 @@ def test_to_display_ranges():
     assert np.all(np.isfinite(E.to_display(np.array([[np.nan, 1.0], [np.inf, -2.0]]))))
     with pytest.raises(ValueError):
         E.to_display(attr, "log")
+
+
+# ------------------------------------------------------------------------------ the method registry
+
+
+def test_method_params_keep_only_what_the_method_reads():
+    every = dict(steps=50, n_samples=20, stdev=0.15, window=8, stride=4, layer="layer3", baseline="black")
+    assert E.method_params("Integrated Gradients", **every) == {"steps": 50, "baseline": "black"}
+    assert E.method_params("Saliency", **every) == {}
+    assert E.method_params("Grad-CAM", **every) == {"layer": "layer3"}
+    assert E.method_params("Occlusion", **every) == {"window": 8, "stride": 4, "baseline": "black"}
+    with pytest.raises(ValueError, match="unknown method"):
+        E.method_params("LIME")
+
+
+@pytest.mark.parametrize("method", list(E.METHODS))
+def test_every_registered_method_offers_valid_widgets(method):
+    spec = E.METHODS[method]
+    assert spec.help and spec.name == method
+    for p in spec.params:
+        if p.kind in ("int", "float"):
+            assert p.low <= p.default <= p.high, p
+        elif p.kind == "choice":
+            assert p.default in p.choices and len(p.choice_labels) == len(p.choices), p
+        else:
+            assert p.kind == "layer" and p.default is None
+    assert E.default_params(method) == {p.name: p.default for p in spec.params if p.default is not None}
+
+
+def test_a_setting_below_its_minimum_is_refused(models, image):
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        E.attribute(models["cnn"], image, 0, "Integrated Gradients", steps=0)
+    with pytest.raises(ValueError, match="unknown baseline"):
+        E.attribute(models["cnn"], image, 0, "Occlusion", baseline="white")
+
+
+def test_black_baseline_follows_the_checkpoints_normalisation(image):
+    import torch
+
+    x = torch.zeros(1, 3, 4, 4)
+    np.testing.assert_allclose(E.baseline_image("black", x)[0, :, 0, 0].numpy(), [-1.0, -1.0, -1.0])
+    other = E.baseline_image("black", x, mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.243, 0.261))
+    np.testing.assert_allclose(other[0, :, 0, 0].numpy(), [-0.4914 / 0.247, -0.4822 / 0.243, -0.4465 / 0.261], rtol=1e-6)
+    assert E.baseline_image("zero", x).abs().sum() == 0

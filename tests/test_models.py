@@ -198,7 +198,8 @@ def test_pretrained_weights_that_do_not_fit_are_a_model_error(monkeypatch, chang
 
 def test_the_app_side_of_the_package_does_not_import_torchvision():
     # torchvision costs the app server ~160 MB; only training-time helpers may import it.
-    code = ("import sys, cifar.models, cifar.explain, cifar.app_data, cifar.analysis, cifar.charts, cifar.images; "
+    code = ("import sys, cifar.models, cifar.explain, cifar_app.store, cifar_app.tables, cifar_app.charts, "
+            "cifar_app.uploads, cifar_app.pixels, cifar_app.advice; "
             "m = cifar.models.build_model('resnet18'); "
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from cifar.app_data import SHIPPED_RECIPE
 from cifar.bundle import load_bundle
 from cifar.checkpoints import load_model
 from cifar.data import normalize
-from cifar.evaluate import eval_paths, load_evaluation
-from cifar.models import CustomCNN, ResNet18, count_parameters
+from cifar.checkpoints import RunFiles
+from cifar.evaluate import load_evaluation
+from cifar.models import CustomCNN, ResNet18, count_parameters, get_model
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 ARCH = {"cnn": (CustomCNN, 4_577_290), "resnet18": (ResNet18, 11_173_962)}
@@ -44,7 +44,7 @@ def test_shipped_checkpoint_is_the_named_architecture_with_complete_metadata(mod
     assert len(meta["history"]) == meta["epochs_run"] and 1 <= meta["best_epoch"] <= meta["epochs_run"]
     assert meta["val_acc"] == max(h["val_acc"] for h in meta["history"])
     # The app's rebuild command for an unreadable file names this recipe: it must be the shipped one.
-    assert SHIPPED_RECIPE[model] == meta["recipe"]
+    assert get_model(model).shipped_recipe == meta["recipe"]
 
 
 @pytest.mark.parametrize("model", list(ARCH))
@@ -55,7 +55,7 @@ def test_stored_evaluation_matches_metadata_and_a_fresh_forward_pass(model):
     assert ev["labels"].shape == ev["preds"].shape == (10_000,) and ev["probs"].shape == (10_000, 10)
     # The accuracy in the file's metadata is exactly what its stored predictions give.
     assert float(np.mean(ev["preds"] == ev["labels"])) == pytest.approx(meta["test_acc"], abs=1e-6)
-    metrics = json.loads(eval_paths(path)[1].read_text())
+    metrics = json.loads(RunFiles.beside(path).metrics.read_text())
     assert metrics["accuracy"] == pytest.approx(meta["test_acc"], abs=1e-6)
 
     bundle = load_bundle(SHIPPED / "demo_images.npz")

@@ -1,8 +1,8 @@
-"""What the app reads from disk, and what it tells the user when a file is missing or broken.
+"""The app's file store: where it looks, what it reads, and what it says when a file is missing or broken.
 
-Plain functions (no Streamlit): the pages call them through thin `st.cache_*` wrappers in
-app_pages/_shared.py. Every failure is an `Unavailable` carrying one message that names the file and
-the exact command that rebuilds it, so a page can show it and keep the other model working.
+Plain functions (no Streamlit): the pages call them through the cached loaders in cifar_app.cache.
+Every failure is an `Unavailable` carrying one message that names the file, and the advice
+(cifar_app.advice) that fits the damage, so a page can show it and keep the other model working.
 """
 
 from __future__ import annotations
@@ -17,27 +17,30 @@ from typing import Any
 
 import numpy as np
 
-from cifar import analysis
+from cifar import CLASSES, MEAN, STD, SHORT_CLASSES
 from cifar.bundle import BUNDLE_FILE, TestImages, load_bundle
-from cifar.data import DataError, resolve_data_dir
+from cifar.checkpoints import run_files
+from cifar.data import DataError, cifar_test_file, resolve_data_dir
+from cifar.models import get_model
+from cifar_app import advice
+from cifar_app.advice import Advice
 
 ENV_CHECKPOINTS = "CIFAR_CHECKPOINTS"
 DEFAULT_CHECKPOINTS = "checkpoints"
-MODELS = ("cnn", "resnet18")
-TITLES = {"cnn": "CustomCNN", "resnet18": "ResNet18"}
-# The recipe each shipped model was trained with, for the rebuild command of a file whose own
-# metadata cannot be read (a readable checkpoint names its command in its metadata).
-SHIPPED_RECIPE = {"cnn": "fast", "resnet18": "paper"}  # tests/test_shipped.py keeps this in step
 TUNE_FILE = "tune_cnn.csv"
 
 
 class Unavailable(RuntimeError):
-    """Something the app needs is missing or broken: `message` says what, `command` how to rebuild it."""
+    """Something the app needs is missing or broken: `message` says what, `advice` how to get it back."""
 
-    def __init__(self, message: str, command: str = ""):
+    def __init__(self, message: str, fix: Advice | None = None):
         super().__init__(message)
         self.message = message
-        self.command = command
+        self.advice = fix
+
+    @property
+    def command(self) -> str:
+        return self.advice.command if self.advice else ""
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,13 @@ class Paths:
     data: Path
 
     def checkpoint(self, model: str) -> Path:
-        return self.checkpoints / f"{model}.safetensors"
+        return run_files(self.checkpoints, model).weights
 
     def evaluation(self, model: str) -> Path:
-        return self.checkpoints / f"{model}.eval.npz"
+        return run_files(self.checkpoints, model).evaluation
 
     def metrics(self, model: str) -> Path:
-        return self.checkpoints / f"{model}.metrics.json"
+        return run_files(self.checkpoints, model).metrics
 
     @property
     def bundle(self) -> Path:
@@ -63,6 +66,10 @@ class Paths:
     @property
     def tune_csv(self) -> Path:
         return self.checkpoints / TUNE_FILE
+
+    @property
+    def test_batch(self) -> Path:
+        return cifar_test_file(self.data)
 
 
 def app_paths() -> Paths:
@@ -79,58 +86,15 @@ def file_key(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-# ------------------------------------------------------------------------------------ commands
-
-
-def has_test_batch(data_dir: Path) -> bool:
-    from cifar.data import BATCH_FOLDER, TEST_FILE
-
-    root = Path(data_dir)
-    folder = root if root.name == BATCH_FOLDER else root / BATCH_FOLDER
-    return (folder / TEST_FILE).is_file()
-
-
-def _data_flags(data_dir: Path) -> str:
-    # Without the data here, the command must fetch it: --download puts it into that folder.
-    return f"--data-dir {data_dir}" + ("" if has_test_batch(data_dir) else " --download")
-
-
-def rebuild_command(model: str, paths: Paths, meta: dict[str, Any] | None = None) -> str:
-    """Shell lines that retrain `model` and copy the result where the app looks.
-
-    Uses the command stored in the checkpoint's metadata when it could be read (with this machine's
-    data folder and the default run folder), else the shipped recipe. cifar.train writes
-    <out-dir>/<model>.safetensors + .eval.npz + .metrics.json.
-    """
-    if meta and meta.get("command"):
-        train = analysis.portable_command(meta["command"], _data_flags(paths.data))
-        recipe = meta.get("recipe", SHIPPED_RECIPE[model])
-    else:
-        recipe = SHIPPED_RECIPE[model]
-        train = f"python -m cifar.train --model {model} --recipe {recipe} {_data_flags(paths.data)}"
-    out = analysis.out_dir_of(train, model, recipe)
-    files = " ".join(f"{out}/{model}{s}" for s in (".safetensors", ".eval.npz", ".metrics.json"))
-    lines = [train, f"cp {files} {paths.checkpoints}/"]
-    if not has_test_batch(paths.data):
-        # The demo bundle holds the images the shipped models get wrong; a new model needs a new one.
-        lines.append(bundle_command(paths))
-    return "\n".join(lines)
-
-
-def evaluate_command(model: str, paths: Paths) -> str:
-    # --flip-tta: one more pass, so the rebuilt metrics fill the overview's TTA row like the shipped ones.
-    return f"python -m cifar.evaluate --checkpoint {paths.checkpoint(model)} {_data_flags(paths.data)} --flip-tta"
-
-
-def bundle_command(paths: Paths) -> str:
-    return f"python -m cifar.bundle --checkpoints {paths.checkpoints} {_data_flags(paths.data)}"
+def _title(model: str) -> str:
+    return get_model(model).title
 
 
 # ------------------------------------------------------------------------------------ checkpoints
 
 
 def read_meta(model: str, paths: Paths) -> dict[str, Any]:
-    """The checkpoint's metadata (cheap: the header only), or Unavailable with the rebuild command."""
+    """The checkpoint's metadata (cheap: the header only), or Unavailable with the advice that fits."""
     from cifar.checkpoints import CheckpointError, read_metadata
 
     path = paths.checkpoint(model)
@@ -138,23 +102,25 @@ def read_meta(model: str, paths: Paths) -> dict[str, Any]:
         meta = read_metadata(path)
     except CheckpointError as e:
         what = f"{path} is missing." if not path.exists() else f"cannot be read: {e}"
-        raise Unavailable(f"The {TITLES[model]} checkpoint {what}", rebuild_command(model, paths)) from None
+        raise Unavailable(f"The {_title(model)} checkpoint {what}", advice.for_checkpoint(model, paths)) from None
     if meta.get("model") != model:
-        raise Unavailable(f"{path} holds a {meta.get('model')!r} model, not {model!r}.", rebuild_command(model, paths))
+        raise Unavailable(f"{path} holds a {meta.get('model')!r} model, not {model!r}.",
+                          advice.for_checkpoint(model, paths))
     return meta
 
 
 def load_checkpoint(model: str, paths: Paths):
-    """(model in eval mode, metadata), or Unavailable naming the file and the rebuild command."""
-    from cifar.checkpoints import CheckpointError, load_model
-
+    """(model in eval mode, metadata), or Unavailable naming the file and the advice that fits."""
     import torch
+
+    from cifar.checkpoints import CheckpointError, load_model
 
     meta = read_meta(model, paths)
     try:
         net, meta = load_model(paths.checkpoint(model), expect=model)
     except CheckpointError as e:
-        raise Unavailable(f"The {TITLES[model]} checkpoint is damaged: {e}", rebuild_command(model, paths, meta)) from None
+        raise Unavailable(f"The {_title(model)} checkpoint is damaged: {e}",
+                          advice.for_checkpoint(model, paths, meta)) from None
     # channels_last, as cifar.runtime trains: oneDNN's CPU convolutions are faster in NHWC, and
     # cifar.explain's copies and inputs follow the model's format (IG, 50 steps, ResNet18: 1.1 s measured).
     return net.to(memory_format=torch.channels_last), meta
@@ -168,6 +134,18 @@ def tensor_shapes(model: str, paths: Paths) -> dict[str, tuple[int, ...]]:
         return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
+def class_names(meta: dict[str, Any] | None) -> tuple[str, ...]:
+    """Display names of the classes a checkpoint was trained on (the report's short names for CIFAR-10's)."""
+    names = (meta or {}).get("classes") or CLASSES
+    return tuple(SHORT_CLASSES[CLASSES.index(n)] if n in CLASSES else str(n) for n in names)
+
+
+def normalization(meta: dict[str, Any] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the checkpoint's inputs were normalised with, from its metadata."""
+    norm = (meta or {}).get("normalization") or {}
+    return tuple(norm.get("mean") or MEAN), tuple(norm.get("std") or STD)
+
+
 # ------------------------------------------------------------------------------------ evaluation
 
 _EVAL_KEYS = ("probs", "preds", "labels")
@@ -177,23 +155,23 @@ def load_eval(model: str, paths: Paths) -> dict[str, np.ndarray]:
     """probs (N, 10), preds (N,), labels (N,) of a checkpoint's test-set evaluation (logits dropped)."""
     path = paths.evaluation(model)
     if not path.is_file():
-        raise Unavailable(f"The {TITLES[model]} test-set predictions {path} are missing.", evaluate_command(model, paths))
+        raise Unavailable(f"The {_title(model)} test-set predictions {path} are missing.",
+                          advice.for_evaluation(model, paths))
     try:
         with np.load(path) as z:
             ev = {k: z[k] for k in _EVAL_KEYS}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise Unavailable(f"The {TITLES[model]} test-set predictions {path} cannot be read ({type(e).__name__}: {e}).",
-                          evaluate_command(model, paths)) from None
+        raise Unavailable(f"The {_title(model)} test-set predictions {path} cannot be read ({type(e).__name__}: {e}).",
+                          advice.for_evaluation(model, paths)) from None
     n = len(ev["labels"])
     if ev["probs"].ndim != 2 or ev["probs"].shape[0] != n or ev["preds"].shape != (n,):
-        raise Unavailable(f"{path} has inconsistent shapes {[ev[k].shape for k in _EVAL_KEYS]}.", evaluate_command(model, paths))
+        raise Unavailable(f"{path} has inconsistent shapes {[ev[k].shape for k in _EVAL_KEYS]}.",
+                          advice.for_evaluation(model, paths))
     return ev
 
 
 def load_summary(model: str, paths: Paths) -> dict[str, Any]:
     """metrics.summarize() of the evaluation: the .metrics.json, or recomputed when it is missing or stale."""
-    from cifar import CLASSES
-
     ev = load_eval(model, paths)
     try:
         summary = json.loads(paths.metrics(model).read_text())
@@ -207,8 +185,9 @@ def load_summary(model: str, paths: Paths) -> dict[str, Any]:
         # .metrics.json files make it unnecessary.
         from cifar.metrics import summarize
     except ImportError:
-        raise Unavailable(f"The {TITLES[model]} metrics {paths.metrics(model)} are missing or stale, and recomputing "
-                          f"them needs scikit-learn, which this installation lacks.", evaluate_command(model, paths)) from None
+        raise Unavailable(f"The {_title(model)} metrics {paths.metrics(model)} are missing or stale, and recomputing "
+                          f"them needs scikit-learn, which this installation lacks.",
+                          advice.for_evaluation(model, paths)) from None
     return summarize(ev["labels"], ev["probs"], list(CLASSES))
 
 
@@ -220,22 +199,39 @@ def load_test_images(paths: Paths) -> TestImages:
 
     Reads only test_batch (30 MB), not the 150 MB training set that load_cifar10 would also load.
     """
-    from cifar.data import cifar_test_file, load_test_split
+    from cifar.data import load_test_split
 
     try:
         images, labels, test_file = load_test_split(paths.data)
         return TestImages(images, labels, np.arange(len(labels)), full=True, source=str(test_file))
     except DataError:
         pass  # no dataset (a fresh clone) or a broken one: the demo bundle
-    test_file = cifar_test_file(paths.data)
     path = paths.bundle
     if not path.is_file():
-        raise Unavailable(f"No test images: the demo bundle {path} is missing and {test_file} does not exist.",
-                          bundle_command(paths))
+        raise Unavailable(f"No test images: the demo bundle {path} is missing and {paths.test_batch} does not exist.",
+                          advice.for_bundle(paths))
     try:
         return load_bundle(path)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise Unavailable(f"The demo bundle {path} cannot be read ({type(e).__name__}: {e}).", bundle_command(paths)) from None
+        raise Unavailable(f"The demo bundle {path} cannot be read ({type(e).__name__}: {e}).",
+                          advice.for_bundle(paths)) from None
+
+
+def data_source(paths: Paths, summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Which CIFAR-10 the shown numbers and images come from: {"name", "official", ...}, or None if unknown.
+
+    The data folder itself when it is here (its test batch's md5 says which copy it is), else what
+    the evaluations recorded (cifar.evaluate writes it into the metrics JSON).
+    """
+    from cifar.data import describe_source
+
+    if paths.test_batch.is_file():
+        try:
+            return describe_source(paths.test_batch)
+        except OSError:
+            pass
+    recorded = [s.get("data") for s in summaries if isinstance(s.get("data"), dict) and "name" in s["data"]]
+    return recorded[0] if recorded else None
 
 
 # ------------------------------------------------------------------------------------ tuning
@@ -250,13 +246,8 @@ def read_tune_rows(paths: Paths) -> list[dict[str, str]] | None:
         with open(path, newline="") as f:
             return list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise Unavailable(f"The tuning results {path} cannot be read ({type(e).__name__}: {e}).") from None
-
-
-def tune_command(paths: Paths) -> str:
-    """The grid of the report, written where the Training page looks."""
-    return (f"python -m cifar.tune --model cnn --lr 0.001 0.003 --batch-size 32 64 128 --epochs 5 "
-            f"{_data_flags(paths.data)} --csv {paths.tune_csv}")
+        raise Unavailable(f"The tuning results {path} cannot be read ({type(e).__name__}: {e}).",
+                          advice.for_tuning(paths)) from None
 
 
 # ------------------------------------------------------------------------------------ memory

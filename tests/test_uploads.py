@@ -1,4 +1,4 @@
-"""Tests for cifar.images: every upload case is generated in memory with Pillow."""
+"""Tests for cifar_app.uploads: every upload case is generated in memory with Pillow."""
 
 import io
 import struct
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from cifar.images import BACKGROUND, ImageError, load_upload, to_model_input, to_rgb, upscale
+from cifar_app.uploads import BACKGROUND, ImageError, load_upload, to_model_input, to_rgb
 
 RNG = np.random.default_rng(0)
 PHOTO = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # 64 wide, 48 high
@@ -213,14 +213,3 @@ def test_to_model_input_large_photo_is_fast_and_tall_images_work():
     assert out.shape == (32, 32, 3)
     assert to_model_input(Image.fromarray(PHOTO.transpose(1, 0, 2))).shape == (32, 32, 3)
     assert to_model_input(Image.new("L", (5, 9), 7)).shape == (32, 32, 3)
-
-
-def test_upscale_is_nearest_neighbour():
-    a = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    up = upscale(a, 4)
-    assert up.shape == (8, 12, 3) and up.dtype == np.uint8
-    np.testing.assert_array_equal(up[::4, ::4], a)
-    np.testing.assert_array_equal(up[3, 11], a[0, 2])
-    assert upscale(a[..., 0], 2).shape == (4, 6)
-    with pytest.raises(ValueError):
-        upscale(a, 0)

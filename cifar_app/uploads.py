@@ -180,13 +180,3 @@ def to_model_input(img: Image.Image, *, size: int = 32) -> np.ndarray:
     small = square.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP)
     return np.array(small, dtype=np.uint8).reshape(size, size, 3)
 
-
-def upscale(img_uint8_hwc: np.ndarray, scale: int = 8) -> np.ndarray:
-    """Nearest-neighbour upscaling for display: every pixel becomes a scale×scale block, so it stays visible."""
-    a = np.asarray(img_uint8_hwc)
-    if a.ndim not in (2, 3):
-        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {a.shape}")
-    scale = int(scale)
-    if scale < 1:
-        raise ValueError(f"scale must be at least 1, got {scale}")
-    return a.repeat(scale, axis=0).repeat(scale, axis=1)

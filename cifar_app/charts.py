@@ -1,7 +1,7 @@
 """Altair chart builders for the app. Each returns a chart; tests read it back with `.to_dict()`.
 
-The data behind every chart comes from cifar.analysis; this module only decides marks and
-encodings. Nothing here imports Streamlit.
+The data behind every chart comes from cifar_app.tables and cifar_app.training; this module only
+decides marks and encodings. Nothing here imports Streamlit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 
 from cifar import SHORT_CLASSES
-from cifar import analysis
+from cifar_app import tables, training
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e"}  # the report's blue / orange
 BEST_COLOR = "#d62728"  # the report's red dashed best-epoch line
@@ -31,7 +31,7 @@ def training_curve(history: Sequence[Mapping[str, float]], best_epoch: int, metr
     """Train vs val `metric` ("loss" or "accuracy") per epoch, with a dashed rule at the best epoch."""
     if metric not in ("loss", "accuracy"):
         raise ValueError(f"metric must be 'loss' or 'accuracy', got {metric!r}")
-    df = pd.DataFrame([r for r in analysis.history_long(history) if r["metric"] == metric],
+    df = pd.DataFrame([r for r in training.history_long(history) if r["metric"] == metric],
                       columns=["epoch", "split", "metric", "value"])
     y_axis = alt.Axis(format=".0%") if metric == "accuracy" else alt.Axis()
     lines = alt.Chart(df).mark_line(point=True).encode(
@@ -50,7 +50,7 @@ def training_curve(history: Sequence[Mapping[str, float]], best_epoch: int, metr
 def lr_schedule(history: Sequence[Mapping[str, float]], best_epoch: int = 0, title: str = "learning rate",
                 height: int = 200) -> alt.LayerChart:
     """The lr each epoch started with (log scale when every lr is positive), best epoch dashed."""
-    df = pd.DataFrame(analysis.lr_records(history), columns=["epoch", "lr"])
+    df = pd.DataFrame(training.lr_records(history), columns=["epoch", "lr"])
     log = bool(len(df)) and bool((df["lr"] > 0).all())
     line = alt.Chart(df).mark_line(point=True, color="#2ca02c", interpolate="step-after").encode(
         x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
@@ -68,9 +68,9 @@ def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool
     """Rows = true, columns = predicted; colour and label = counts or row shares; cells clickable.
 
     A click selects the cell through the point selection named CELL_SELECTION on the fields
-    true_idx / pred_idx (see analysis.selected_cell).
+    true_idx / pred_idx (see tables.selected_cell).
     """
-    df = pd.DataFrame(analysis.confusion_records(cm, names))
+    df = pd.DataFrame(tables.confusion_records(cm, names))
     value = "rate" if normalized else "count"
     top = float(df[value].max()) if len(df) else 0.0
     # Text colour per cell: white on dark cells, grey for empty ones, so the non-zero cells stand out.
@@ -101,14 +101,24 @@ def confusion_heatmap(cm, names: Sequence[str] = SHORT_CLASSES, normalized: bool
     return alt.layer(rect, *texts).properties(width=size, height=size)
 
 
+def zoomed_domain(values: Sequence[float], step: float = 0.05, margin: float = 0.02) -> list[float]:
+    """[lo, 1] with lo a multiple of `step` just below the smallest value: differences of 1-3 points
+    between classes or models stay visible, instead of flattening against a 0-100% axis."""
+    finite = [float(v) for v in values if v is not None and pd.notna(v)]
+    if not finite:
+        return [0.0, 1.0]
+    lo = max(0.0, (min(finite) - margin) // step * step)
+    return [round(lo, 4), 1.0]
+
+
 def prf_bars(classification: Mapping[str, Any], height: int = 260) -> alt.Chart:
-    """Grouped bars: precision, recall and F1 per class."""
-    df = pd.DataFrame(analysis.prf_long(classification))
+    """Precision, recall and F1 per class, as dots on an axis zoomed to the values (see zoomed_domain)."""
+    df = pd.DataFrame(tables.prf_long(classification))
     order = ["precision", "recall", "f1"]
-    return alt.Chart(df).mark_bar().encode(
+    return alt.Chart(df).mark_point(filled=True, size=70, opacity=0.9).encode(
         x=alt.X("class:N", sort=list(SHORT_CLASSES), title=None, axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("metric:N", sort=order),
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=".0%")),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=zoomed_domain(df["value"])), axis=alt.Axis(format=".0%")),
         color=alt.Color("metric:N", sort=order, title=None, legend=alt.Legend(orient="top")),
         tooltip=["class:N", "metric:N", alt.Tooltip("value:Q", format=".3f")],
     ).properties(height=height)
@@ -117,7 +127,7 @@ def prf_bars(classification: Mapping[str, Any], height: int = 260) -> alt.Chart:
 def tune_heatmap(grid: Mapping[str, Any], height: int = 220) -> alt.LayerChart:
     """Best val accuracy per (lr, batch size) cell of the tuning grid; failed cells grey."""
     df = pd.DataFrame(grid["cells"], columns=["lr", "batch_size", "best_val_acc", "trials", "failed", "lr_label"])
-    df["label"] = [("failed" if acc is None or pd.isna(acc) else f"{acc:.1%}") for acc in df["best_val_acc"]]
+    df["label"] = [("failed" if acc is None or pd.isna(acc) else f"{acc:.2%}") for acc in df["best_val_acc"]]
     lr_order = [f"{v:g}" for v in sorted(df["lr"].unique())]
     base = alt.Chart(df).encode(
         x=alt.X("batch_size:O", title="batch size"),
@@ -139,9 +149,10 @@ def tune_heatmap(grid: Mapping[str, Any], height: int = 220) -> alt.LayerChart:
 
 
 def per_class_accuracy(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, str], height: int = 260) -> alt.LayerChart:
-    """Per-class test accuracy: bars for our models, black ticks for the report's published numbers.
+    """Per-class test accuracy: dots for our models, black ticks for the report's published numbers,
+    on an axis zoomed to the values.
 
-    rows: analysis.per_class_rows output; titles: model key → display name.
+    rows: tables.per_class_rows output; titles: model key → display name.
     """
     long = [{"class": r["class"], "model": titles[m], "source": src, "value": r.get(f"{m} · {src}")}
             for r in rows for m in titles for src in ("ours", "report")]
@@ -150,10 +161,11 @@ def per_class_accuracy(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, s
     enc = dict(
         x=alt.X("class:N", sort=list(SHORT_CLASSES), title=None, axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("model:N", sort=models, scale=alt.Scale(domain=models)),
-        y=alt.Y("value:Q", title="test accuracy", axis=alt.Axis(format=".0%"), scale=alt.Scale(domain=[0, 1])),
-        tooltip=["class:N", "model:N", "source:N", alt.Tooltip("value:Q", format=".1%")],
+        y=alt.Y("value:Q", title="test accuracy", axis=alt.Axis(format=".0%"),
+                scale=alt.Scale(domain=zoomed_domain(df["value"]))),
+        tooltip=["class:N", "model:N", "source:N", alt.Tooltip("value:Q", format=".2%")],
     )
-    bars = alt.Chart(df).transform_filter(alt.datum.source == "ours").mark_bar().encode(
+    bars = alt.Chart(df).transform_filter(alt.datum.source == "ours").mark_point(filled=True, size=90).encode(
         color=alt.Color("model:N", sort=models, title=None, legend=alt.Legend(orient="top")), **enc)
     ticks = alt.Chart(df).transform_filter(alt.datum.source == "report").mark_tick(
         color="black", thickness=2, orient="horizontal").encode(**enc)

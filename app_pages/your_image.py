@@ -3,16 +3,20 @@
 import numpy as np
 import streamlit as st
 
-from cifar import SHORT_CLASSES, analysis
-from cifar.app_data import MODELS, TITLES, Unavailable
-from cifar.images import FORMATS, ImageError, load_upload, to_model_input
-from app_pages._shared import EXPLAIN_KEY, PAGE_FILES, UPLOAD_KEY, predict, show_problem, thumbnail
+from cifar.models import get_model, list_models
+from cifar_app import cache, state, tables, widgets
+from cifar_app.nav import PAGE_FILES
+from cifar_app.store import Unavailable
+from cifar_app.uploads import FORMATS, ImageError, load_upload, to_model_input
 
 PREVIEW_SIDE = 320  # px: the original is shown at most this big
 
 st.title("Try your own image")
-st.caption("Any photo works; CIFAR-10's classes are plane, car, bird, cat, deer, dog, frog, horse, ship and truck. "
-           "The image is centre-cropped to a square and shrunk to 32×32 pixels, which is all the models ever see.")
+names = cache.classes()
+st.caption(f"CIFAR-10's classes are {', '.join(names[:-1])} and {names[-1]}; a photo of one of them, centred, "
+           "works best. The image is centre-cropped to a square and shrunk to 32×32 pixels, which is all the models "
+           "ever see.")
+state.share()
 
 types = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 up = st.file_uploader(f"Upload an image ({', '.join(FORMATS)})", type=types, key="upload_file")
@@ -21,15 +25,15 @@ if up is not None:
         img = load_upload(up.getvalue())
         pixels = to_model_input(img)
     except ImageError as e:
-        st.session_state.pop(UPLOAD_KEY, None)
+        st.session_state.pop(state.UPLOAD_KEY, None)
         st.error(str(e), icon=":material/broken_image:")
         st.stop()
     preview = img.copy()
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    st.session_state[UPLOAD_KEY] = {"name": up.name, "pixels": pixels, "preview": np.asarray(preview),
-                                    "size": img.size}
+    st.session_state[state.UPLOAD_KEY] = {"name": up.name, "pixels": pixels, "preview": np.asarray(preview),
+                                          "size": img.size}
 
-upload = st.session_state.get(UPLOAD_KEY)
+upload = st.session_state.get(state.UPLOAD_KEY)
 if not upload:
     st.info("Upload a PNG, JPEG, WebP, BMP or GIF to see what the two models make of it.")
     st.stop()
@@ -37,24 +41,25 @@ if not upload:
 a, b, c = st.columns([2, 2, 3])
 w, h = upload["size"]
 a.image(upload["preview"], caption=f"{upload['name']} ({w}×{h})")
-b.image(thumbnail(upload["pixels"], 8), caption="what the models see: 32×32, shown 8× with square pixels")
+with b:
+    widgets.image(upload["pixels"], 8, caption="what the models see: 32×32, shown 8× with square pixels")
 with c:
-    for model in MODELS:
-        st.markdown(f"**{TITLES[model]}**")
+    for model in list_models():
+        st.markdown(f"**{get_model(model).title}**")
         try:
-            probs = predict(model, upload["pixels"])
+            probs = cache.predict(model, upload["pixels"])
         except Unavailable as e:
-            show_problem(e)
+            widgets.show_problem(e)
             continue
-        cls, p = analysis.top_k(probs, 3)
+        cls, p = tables.top_k(probs, 3)
         for ci, pi in zip(cls[0], p[0]):
-            st.progress(float(pi), text=f"{SHORT_CLASSES[ci]} {pi:.1%}")
+            st.progress(float(pi), text=f"{names[ci]} {pi:.1%}")
 
 st.subheader("Why?")
 x, y = st.columns(2)
 if x.button("Feature maps of this image", icon=":material/layers:", width="stretch"):
-    st.session_state[EXPLAIN_KEY] = {**st.session_state.get(EXPLAIN_KEY, {}), "source": "upload"}
+    st.session_state[state.SOURCE] = "upload"
     st.switch_page(PAGE_FILES["feature_maps"])
 if y.button("Attributions for this image", icon=":material/gradient:", width="stretch"):
-    st.session_state[EXPLAIN_KEY] = {**st.session_state.get(EXPLAIN_KEY, {}), "source": "upload"}
+    st.session_state[state.SOURCE] = "upload"
     st.switch_page(PAGE_FILES["attributions"])

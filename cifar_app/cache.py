@@ -1,0 +1,251 @@
+"""The cached loaders every page calls: one Streamlit cache per artifact, all keyed the same way.
+
+Models live in st.cache_resource (one shared object, never copied); metadata, predictions, feature
+maps and attributions in st.cache_data. Every key holds the (mtime, size) of the files it reads
+(`_files`), so replacing a checkpoint is picked up without restarting the server; what is derived
+from loaded weights is keyed by `model_key` instead. Every cache is bounded (max_entries, and a ttl
+for per-image results), so many sessions cannot grow the server without limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from cifar.bundle import TestImages
+from cifar.models import list_models
+from cifar_app import store
+from cifar_app.store import Paths, Unavailable
+
+# Per-image results (feature maps, attributions, predictions of uploads) expire after an hour: a
+# session that looked at 50 images should not hold their maps forever.
+IMAGE_TTL_S = 3600
+
+
+def paths() -> Paths:
+    """Where the app looks now ($CIFAR_CHECKPOINTS, $CIFAR10_DIR)."""
+    return store.app_paths()
+
+
+def _files(*which: Callable[[Paths], Path]) -> tuple[str, str, tuple]:
+    """(checkpoint folder, data folder, versions of the files read): the key of every file-backed cache."""
+    p = paths()
+    return str(p.checkpoints), str(p.data), tuple(store.file_key(f(p)) for f in which)
+
+
+def _paths(ckpt: str, data: str) -> Paths:
+    return Paths(Path(ckpt), Path(data))
+
+
+# ------------------------------------------------------------------------------ files
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _meta(model: str, ckpt: str, data: str, version: tuple) -> dict:
+    return store.read_meta(model, _paths(ckpt, data))
+
+
+def metadata(model: str) -> dict:
+    """Checkpoint metadata (header only). Raises Unavailable."""
+    return _meta(model, *_files(lambda p: p.checkpoint(model)))
+
+
+@st.cache_data(show_spinner="Reading test-set predictions…", max_entries=4)
+def _eval(model: str, ckpt: str, data: str, version: tuple) -> dict:
+    return store.load_eval(model, _paths(ckpt, data))
+
+
+def evaluation(model: str) -> dict[str, np.ndarray]:
+    """probs, preds, labels for the test set. Raises Unavailable."""
+    return _eval(model, *_files(lambda p: p.evaluation(model)))
+
+
+@st.cache_data(show_spinner="Reading metrics…", max_entries=4)
+def _summary(model: str, ckpt: str, data: str, version: tuple) -> dict:
+    return store.load_summary(model, _paths(ckpt, data))
+
+
+def summary(model: str) -> dict:
+    """metrics.summarize() of the evaluation. Raises Unavailable."""
+    return _summary(model, *_files(lambda p: p.evaluation(model), lambda p: p.metrics(model)))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _shapes(model: str, ckpt: str, data: str, version: tuple) -> dict:
+    return store.tensor_shapes(model, _paths(ckpt, data))
+
+
+def depth(model: str) -> int | None:
+    """Conv + linear layers on the main path, from the checkpoint header."""
+    from cifar_app.tables import weight_layers
+
+    try:
+        return weight_layers(_shapes(model, *_files(lambda p: p.checkpoint(model))))
+    except Exception:  # an unreadable header is reported by metadata() already
+        return None
+
+
+@st.cache_resource(show_spinner="Loading model weights…", max_entries=len(list_models()))
+def _model(model: str, ckpt: str, data: str, version: tuple):
+    net = store.load_checkpoint(model, _paths(ckpt, data))[0]
+    store.release_memory()  # torch and captum are imported now: freeze their objects
+    return net
+
+
+def load_model(model: str):
+    """The model in eval mode, shared by all sessions (read-only use). Raises Unavailable."""
+    return _model(model, *_files(lambda p: p.checkpoint(model)))
+
+
+@st.cache_resource(show_spinner="Loading test images…", max_entries=1)
+def _images(ckpt: str, data: str, version: tuple) -> TestImages:
+    images = store.load_test_images(_paths(ckpt, data))
+    images.images.flags.writeable = False  # shared across sessions
+    return images
+
+
+def test_images() -> TestImages:
+    """TestImages: the full test set or the demo bundle. Raises Unavailable."""
+    return _images(*_files(lambda p: p.bundle, lambda p: p.test_batch))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _tune_rows(ckpt: str, data: str, version: tuple):
+    return store.read_tune_rows(_paths(ckpt, data))
+
+
+def tune_rows() -> list[dict[str, str]] | None:
+    """checkpoints/tune_cnn.csv's rows, None when absent. Raises Unavailable when unreadable."""
+    return _tune_rows(*_files(lambda p: p.tune_csv))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _data_source(ckpt: str, data: str, version: tuple) -> dict | None:
+    p = _paths(ckpt, data)
+    summaries = []
+    for model in list_models():
+        try:
+            summaries.append(store.load_summary(model, p))
+        except Unavailable:
+            pass
+    return store.data_source(p, summaries)
+
+
+def data_source() -> dict | None:
+    """{"name", "official", ...} of the CIFAR-10 the numbers and images come from (None: not recorded)."""
+    return _data_source(*_files(lambda p: p.test_batch, *(lambda p, m=m: p.metrics(m) for m in list_models())))
+
+
+def classes(model: str | None = None) -> tuple[str, ...]:
+    """Class display names from a checkpoint's metadata (the first readable one when model is None)."""
+    for m in ([model] if model else list_models()):
+        try:
+            return store.class_names(metadata(m))
+        except Unavailable:
+            continue
+    return store.class_names(None)
+
+
+# ------------------------------------------------------------------------------ charts
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _spec(kind: str, key: Any, _make) -> dict:
+    return _make().to_dict()
+
+
+def chart_spec(kind: str, key: Any, make) -> dict:
+    """The Vega-Lite dict of an Altair chart built by make(), cached under (kind, key).
+
+    key must identify everything make() reads (file keys, toggles): Altair's build and schema
+    validation cost ~0.05 s per chart, which on a 2-core machine is most of a warm page switch.
+    Draw it with st.vega_lite_chart(spec=...).
+    """
+    return _spec(kind, key, make)
+
+
+# ------------------------------------------------------------------------------ derived from the weights
+
+
+def model_key(model: str) -> tuple:
+    """What identifies the loaded weights in the caches derived from them (feature maps, attributions)."""
+    p = paths()
+    return model, str(p.checkpoint(model)), store.file_key(p.checkpoint(model))
+
+
+def _inputs(model: str, image: np.ndarray):
+    from cifar import explain
+
+    mean, std = store.normalization(metadata(model))
+    return explain.to_input(image, mean, std), mean, std
+
+
+@st.cache_data(show_spinner="Tracing the model's layers…", max_entries=4)
+def _layers(key: tuple, _net) -> list[tuple[str, str]]:
+    from cifar import explain
+
+    modules = dict(_net.named_modules())
+    return [(n, explain.layer_label(n, modules[n], s)) for n, s in explain.layer_shapes(_net).items()]
+
+
+def layer_options(model: str) -> dict[str, str]:
+    """Layer name → picker label, in forward order: every conv, BN, ReLU, pool and ResNet block."""
+    return dict(_layers(model_key(model), load_model(model)))
+
+
+def gradcam_layer(model: str) -> str:
+    """The model's default Grad-CAM layer (the model registry's, else the last 8×8 map)."""
+    from cifar import explain
+
+    return explain.default_gradcam_layer(load_model(model))
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=IMAGE_TTL_S)
+def _feature_maps(key: tuple, image: np.ndarray, layer: str, top: int | None, _net, _x):
+    from cifar import explain
+
+    maps = explain.feature_maps(_net, _x, layer, top)
+    store.release_memory()
+    return maps
+
+
+def feature_maps(model: str, image: np.ndarray, layer: str, top: int | None = None):
+    """explain.FeatureMaps of one layer for one uint8 32×32×3 image, strongest channel first."""
+    x, _, _ = _inputs(model, image)
+    return _feature_maps(model_key(model), image, layer, top, load_model(model), x)
+
+
+@st.cache_data(show_spinner=False, max_entries=128, ttl=IMAGE_TTL_S)
+def _attribution(key: tuple, image: np.ndarray, target: int, method: str, params: tuple, _net, _x, _norm) -> np.ndarray:
+    from cifar import explain
+
+    attr = explain.attribute(_net, _x, target, method, mean=_norm[0], std=_norm[1], **dict(params))
+    store.release_memory()  # IG/SmoothGrad/Occlusion batches stay in glibc's heap otherwise (see there)
+    return attr
+
+
+def attribution(model: str, image: np.ndarray, target: int, method: str, params: dict) -> np.ndarray:
+    """Signed (32, 32) attribution map (explain.attribute); params: only those the method reads."""
+    from cifar import explain
+
+    x, mean, std = _inputs(model, image)
+    used = tuple(sorted(explain.method_params(method, **params).items()))
+    return _attribution(model_key(model), image, int(target), method, used, load_model(model), x, (mean, std))
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
+def _probs(key: tuple, image: np.ndarray, _net, _x) -> np.ndarray:
+    from cifar import explain
+
+    return explain.predict(_net, _x)[0]
+
+
+def predict(model: str, image: np.ndarray) -> np.ndarray:
+    """Class probabilities (10,) of one uint8 32×32×3 image."""
+    x, _, _ = _inputs(model, image)
+    return _probs(model_key(model), image, load_model(model), x)
+

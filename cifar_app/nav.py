@@ -1,0 +1,61 @@
+"""The page registry: every view's file, title, icon, URL path and section, in menu order.
+
+streamlit_app.py builds st.navigation from it, pages link to each other through it, and the tests
+open every page it lists; a new view is one line here plus its file in app_pages/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+PAGES_DIR = "app_pages"  # why not pages/: see tests/test_browser.py::test_a_pages_folder_breaks_deep_links
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    key: str
+    file: str  # relative to the repository root (the entrypoint's folder)
+    title: str
+    icon: str
+    url_path: str  # "" = the app's root URL
+    section: str
+    uses_model: bool  # whether the sidebar's model picker changes this page
+    blurb: str  # one line on the Home page
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("home", "home.py", "Home", ":material/home:", "", "Start", False,
+             "What the app shows and which data the numbers come from."),
+    PageSpec("overview", "overview.py", "Overview", ":material/compare_arrows:", "overview", "Results", False,
+             "Both models side by side with the reference report: accuracy, macro averages, per class."),
+    PageSpec("training", "training.py", "Training", ":material/show_chart:", "training", "Results", False,
+             "Loss, accuracy and learning rate per epoch, and the CustomCNN's tuning grid."),
+    PageSpec("metrics", "metrics.py", "Metrics", ":material/grid_on:", "metrics", "Results", True,
+             "Per-class precision, recall and F1; the confusion matrix, whose cells open their images."),
+    PageSpec("misclassifications", "misclassifications.py", "Misclassifications", ":material/photo_library:",
+             "misclassifications", "Results", True,
+             "Any (true → predicted) pair's images, and the ones only one model gets right."),
+    PageSpec("feature_maps", "feature_maps.py", "Feature maps", ":material/layers:", "feature-maps", "Explain", True,
+             "What each channel of any layer responds to in one image."),
+    PageSpec("attributions", "attributions.py", "Attributions", ":material/gradient:", "attributions", "Explain",
+             False, "Which pixels push a class, by six Captum methods, for both models at once."),
+    PageSpec("your_image", "your_image.py", "Try your own image", ":material/upload:", "your-image", "Explain", False,
+             "Upload a photo and see what both models make of it."),
+)
+PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
+
+
+def page(key: str) -> PageSpec:
+    """The registered page with this key."""
+    return next(p for p in PAGES if p.key == key)
+
+
+def navigation():
+    """st.navigation over the registered pages, grouped by section; the first page is the default."""
+    sections: dict[str, list] = {}
+    for i, p in enumerate(PAGES):
+        sections.setdefault(p.section, []).append(
+            st.Page(PAGE_FILES[p.key], title=p.title, icon=p.icon, url_path=p.url_path or None, default=i == 0))
+    return st.navigation(sections)
