@@ -8,14 +8,14 @@ import streamlit as st
 
 from cifar import explain
 from cifar.models import get_model, list_models
-from cifar_app import cache, formats, pixels, state, tables, widgets
+from cifar_app import cache, formats, nav, pixels, state, tables, widgets
 from cifar_app.store import Unavailable
 
 MODELS = list_models()
 GRID_SCALE, DETAIL_SCALE = 5, 8  # 32 px → 160 px in the grid, 256 px in the detail view
 DARK = 0.25  # share of near-black pixels above which a black baseline gets a hint
 
-st.title("Attributions")
+st.title(nav.heading("attributions"))
 st.caption("Red pixels raise the target class's logit, blue ones lower it (absolute mode: brighter = more "
            "influence, either way). Both models explain the same image with the same settings.")
 

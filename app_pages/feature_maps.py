@@ -3,14 +3,14 @@
 import streamlit as st
 
 from cifar.models import get_model
-from cifar_app import cache, pixels, state, tables, widgets
+from cifar_app import cache, nav, pixels, state, tables, widgets
 from cifar_app.store import Unavailable
 
 TILE = 96  # px per channel tile: a multiple of every map size (32, 16, 8, 4), so tiles are never rescaled
 
 model = state.current_model()
 title = get_model(model).title
-st.title(f"Feature maps · {title}")
+st.title(nav.heading("feature_maps", title))
 st.caption("What each channel of a layer responds to in one image. Channels are ranked by mean activation; "
            "each tile is scaled to its own range (brighter = stronger), so compare strengths by the numbers.")
 try:

@@ -3,11 +3,10 @@ every view."""
 
 import streamlit as st
 
-from cifar.models import get_model, list_models
 from cifar_app import cache, formats, nav, state, widgets
 from cifar_app.store import Unavailable
 
-st.title("cifar-explain")
+st.title(nav.heading("home"))
 st.markdown("What a small **CustomCNN** and a **ResNet18** learned on CIFAR-10, where they fail, and what "
             "their explanations show. Every number here is read from the shipped checkpoints and their saved "
             "test-set predictions.")
@@ -23,17 +22,15 @@ if source and not source.get("official"):
 elif source is None:
     st.info("Which CIFAR-10 the numbers come from is not recorded with these checkpoints.", icon=":material/info:")
 
-for col, model in zip(st.columns(len(list_models()), border=True), list_models()):
-    with col:
-        st.subheader(get_model(model).title)
-        try:
-            s = cache.summary(model)
-        except Unavailable as e:
-            widgets.show_problem(e)
-            continue
-        a, b = st.columns(2)
-        a.metric("test accuracy", formats.percent(s["accuracy"]), help=f"on {s['n']:,} test images")
-        b.metric("macro F1", f"{s['classification']['macro']['f1']:.3f}")
+for model in widgets.model_columns():
+    try:
+        s = cache.summary(model)
+    except Unavailable as e:
+        widgets.show_problem(e)
+        continue
+    a, b = st.columns(2)
+    a.metric("test accuracy", formats.percent(s["accuracy"]), help=f"on {s['n']:,} test images")
+    b.metric("macro F1", f"{s['classification']['macro']['f1']:.3f}")
 
 st.subheader("Where to look")
 for spec in nav.PAGES[1:]:

@@ -10,12 +10,11 @@ import numpy as np
 import streamlit as st
 
 from cifar.models import get_model
-from cifar_app import cache, charts, formats, state, tables, widgets
-from cifar_app.nav import PAGE_FILES
+from cifar_app import cache, charts, formats, nav, state, tables, widgets
 from cifar_app.store import Unavailable
 
 model = state.current_model()
-st.title(f"Metrics · {get_model(model).title}")
+st.title(nav.heading("metrics", get_model(model).title))
 try:
     s = cache.summary(model)
     cache.evaluation(model)
@@ -95,7 +94,7 @@ if pair is not None:
     st.subheader(f"{names[true]} → {names[pred]}")
     if st.button("Open in Misclassifications", icon=":material/photo_library:"):
         st.session_state[state.TRUE], st.session_state[state.PRED] = true, pred
-        st.switch_page(PAGE_FILES["misclassifications"])
+        st.switch_page(nav.PAGE_FILES["misclassifications"])
     state.share(**{state.TRUE: names[true], state.PRED: names[pred]})
     widgets.pair_gallery(model, true, pred, key=f"mg_{model}", per_page=12)
 else:

@@ -7,13 +7,13 @@ Needs only the saved predictions: it renders when the weights are broken.
 import streamlit as st
 
 from cifar.models import get_model
-from cifar_app import cache, state, tables, widgets
+from cifar_app import cache, nav, state, tables, widgets
 from cifar_app.store import Unavailable
 
 model = state.current_model()
 other = state.other_model(model)
 title, other_title = get_model(model).title, get_model(other).title
-st.title(f"Misclassifications · {title}")
+st.title(nav.heading("misclassifications", title))
 try:
     ev = cache.evaluation(model)
     s = cache.summary(model)

@@ -5,40 +5,38 @@ import json
 import streamlit as st
 
 from cifar.models import get_model, list_models
-from cifar_app import cache, charts, formats, reference, state, tables, widgets
+from cifar_app import cache, charts, formats, nav, reference, state, tables, widgets
 from cifar_app.store import Unavailable
 
 MODELS = list_models()
 
-st.title("CustomCNN vs ResNet18 on CIFAR-10")
+st.title(nav.heading("overview"))
 data_name = widgets.data_note()
 st.caption(f"Our checkpoints next to the numbers the reference report published (columns marked *report*). "
            f"Every *ours* number is read from the checkpoint's metadata and its saved test-set predictions, "
            f"measured on {data_name}; the report's are on the original CIFAR-10.")
 
 ours: dict = {}
-for col, model in zip(st.columns(len(MODELS), border=True), MODELS):
-    with col:
-        st.subheader(get_model(model).title)
-        try:
-            meta = cache.metadata(model)
-        except Unavailable as e:
-            widgets.show_problem(e)
-            ours[model] = None
-            continue
-        ours[model] = {"meta": meta, "summary": None}
-        try:
-            ours[model]["summary"] = s = cache.summary(model)
-        except Unavailable as e:
-            widgets.show_problem(e)
-            continue
-        ref_test = reference.ACCURACY[model]["test"]
-        a, b, c = st.columns([3, 2, 2])
-        a.metric("test accuracy", formats.percent(s["accuracy"]),
-                 f"{formats.points(s['accuracy'] - ref_test)} vs report", help=f"the report: {formats.percent(ref_test)}")
-        b.metric("macro F1", f"{s['classification']['macro']['f1']:.3f}")
-        c.metric("parameters", f"{meta['parameters'] / 1e6:.1f} M", help=f"{meta['parameters']:,}")
-        st.caption(tables.versus_report(meta, data_name, reference.RECIPE[model]))
+for model in widgets.model_columns():
+    try:
+        meta = cache.metadata(model)
+    except Unavailable as e:
+        widgets.show_problem(e)
+        ours[model] = None
+        continue
+    ours[model] = {"meta": meta, "summary": None}
+    try:
+        ours[model]["summary"] = s = cache.summary(model)
+    except Unavailable as e:
+        widgets.show_problem(e)
+        continue
+    ref_test = reference.ACCURACY[model]["test"]
+    a, b, c = st.columns([3, 2, 2])
+    a.metric("test accuracy", formats.percent(s["accuracy"]),
+             f"{formats.points(s['accuracy'] - ref_test)} vs report", help=f"the report: {formats.percent(ref_test)}")
+    b.metric("macro F1", f"{s['classification']['macro']['f1']:.3f}")
+    c.metric("parameters", f"{meta['parameters'] / 1e6:.1f} M", help=f"{meta['parameters']:,}")
+    st.caption(tables.versus_report(meta, data_name, reference.RECIPE[model]))
 
 st.subheader("Model and training")
 model_rows = tables.model_rows(ours, {m: cache.depth(m) if ours.get(m) else None for m in MODELS}, reference.OVERVIEW)

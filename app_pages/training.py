@@ -2,40 +2,38 @@
 
 import streamlit as st
 
-from cifar.models import get_model, list_models
-from cifar_app import advice, cache, charts, formats, reference, state, training, widgets
+from cifar.models import get_model
+from cifar_app import advice, cache, charts, formats, nav, reference, state, training, widgets
 from cifar_app.store import Unavailable, file_key
 
-st.title("Training curves")
+st.title(nav.heading("training"))
 st.caption("Per epoch, from each checkpoint's saved history. The dashed red line marks the epoch whose weights "
            "were kept (best validation accuracy).")
 
-for col, model in zip(st.columns(len(list_models()), border=True), list_models()):
-    with col:
-        title = get_model(model).title
-        st.subheader(title)
-        try:
-            meta = cache.metadata(model)
-        except Unavailable as e:
-            widgets.show_problem(e)
-            continue
-        history = meta.get("history") or []
-        if not history:
-            st.warning(f"{title}'s checkpoint holds no training history.")
-            continue
-        h = training.history_summary(meta)
-        st.caption(f"{meta.get('recipe', '?')} recipe · best epoch {h['best_epoch']} of {h['epochs_run']}: "
-                   f"val accuracy {formats.percent(h['best_val_acc'])}, train accuracy "
-                   f"{formats.percent(h['best_train_acc'])} (gap {formats.points(h['gap'])}) · "
-                   f"{formats.duration(meta.get('wall_time_s'))} on {meta.get('hardware', '?')}")
-        st.vega_lite_chart(spec=cache.chart_spec("training", cache.model_key(model),
-                                                 lambda: charts.training_panel(history, h["best_epoch"])))
-        if phases := training.size_phases_text(history):
-            st.caption(phases)
-        if meta.get("command"):
-            # The recorded line, without the folders of the machine that ran it.
-            st.code(advice.portable_command(meta["command"], advice.data_flags(cache.paths().data)), language="bash",
-                    wrap_lines=True)
+for model in widgets.model_columns():
+    title = get_model(model).title
+    try:
+        meta = cache.metadata(model)
+    except Unavailable as e:
+        widgets.show_problem(e)
+        continue
+    history = meta.get("history") or []
+    if not history:
+        st.warning(f"{title}'s checkpoint holds no training history.")
+        continue
+    h = training.history_summary(meta)
+    st.caption(f"{meta.get('recipe', '?')} recipe · best epoch {h['best_epoch']} of {h['epochs_run']}: "
+               f"val accuracy {formats.percent(h['best_val_acc'])}, train accuracy "
+               f"{formats.percent(h['best_train_acc'])} (gap {formats.points(h['gap'])}) · "
+               f"{formats.duration(meta.get('wall_time_s'))} on {meta.get('hardware', '?')}")
+    st.vega_lite_chart(spec=cache.chart_spec("training", cache.model_key(model),
+                                             lambda: charts.training_panel(history, h["best_epoch"])))
+    if phases := training.size_phases_text(history):
+        st.caption(phases)
+    if meta.get("command"):
+        # The recorded line, without the folders of the machine that ran it.
+        st.code(advice.portable_command(meta["command"], advice.data_flags(cache.paths().data)), language="bash",
+                wrap_lines=True)
 
 st.header("CustomCNN tuning grid")
 p = cache.paths()

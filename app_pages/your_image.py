@@ -4,14 +4,13 @@ import numpy as np
 import streamlit as st
 
 from cifar.models import get_model, list_models
-from cifar_app import cache, state, tables, widgets
-from cifar_app.nav import PAGE_FILES
+from cifar_app import cache, nav, state, tables, widgets
 from cifar_app.store import Unavailable
 from cifar_app.uploads import FORMATS, ImageError, load_upload, to_model_input
 
 PREVIEW_SIDE = 320  # px: the original is shown at most this big
 
-st.title("Try your own image")
+st.title(nav.heading("your_image"))
 names = cache.classes()
 st.caption(f"CIFAR-10's classes are {', '.join(names[:-1])} and {names[-1]}; a photo of one of them, centred, "
            "works best. The image is centre-cropped to a square and shrunk to 32×32 pixels, which is all the models "
@@ -59,7 +58,7 @@ st.subheader("Why?")
 x, y = st.columns(2)
 if x.button("Feature maps of this image", icon=":material/layers:", width="stretch"):
     st.session_state[state.SOURCE] = "upload"
-    st.switch_page(PAGE_FILES["feature_maps"])
+    st.switch_page(nav.PAGE_FILES["feature_maps"])
 if y.button("Attributions for this image", icon=":material/gradient:", width="stretch"):
     st.session_state[state.SOURCE] = "upload"
-    st.switch_page(PAGE_FILES["attributions"])
+    st.switch_page(nav.PAGE_FILES["attributions"])

@@ -21,28 +21,37 @@ class PageSpec:
     icon: str
     url_path: str  # "" = the app's root URL
     section: str
-    uses_model: bool  # whether the sidebar's model picker changes this page
+    uses_model: bool  # whether the sidebar's model picker changes this page: its heading then names the model
     blurb: str  # one line on the Home page
+    heading: str  # the page's title (h1); tests and benchmarks wait for it
 
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("home", "home.py", "Home", ":material/home:", "", "Start", False,
-             "What the app shows and which data the numbers come from."),
+             "What the app shows and which data the numbers come from.",
+             heading="cifar-explain"),
     PageSpec("overview", "overview.py", "Overview", ":material/compare_arrows:", "overview", "Results", False,
-             "Both models side by side with the reference report: accuracy, macro averages, per class."),
+             "Both models side by side with the reference report: accuracy, macro averages, per class.",
+             heading="CustomCNN vs ResNet18 on CIFAR-10"),
     PageSpec("training", "training.py", "Training", ":material/show_chart:", "training", "Results", False,
-             "Loss, accuracy and learning rate per epoch, and the CustomCNN's tuning grid."),
+             "Loss, accuracy and learning rate per epoch, and the CustomCNN's tuning grid.",
+             heading="Training curves"),
     PageSpec("metrics", "metrics.py", "Metrics", ":material/grid_on:", "metrics", "Results", True,
-             "Per-class precision, recall and F1; the confusion matrix, whose cells open their images."),
+             "Per-class precision, recall and F1; the confusion matrix, whose cells open their images.",
+             heading="Metrics"),
     PageSpec("misclassifications", "misclassifications.py", "Misclassifications", ":material/photo_library:",
              "misclassifications", "Results", True,
-             "Any (true → predicted) pair's images, and the ones only one model gets right."),
+             "Any (true → predicted) pair's images, and the ones only one model gets right.",
+             heading="Misclassifications"),
     PageSpec("feature_maps", "feature_maps.py", "Feature maps", ":material/layers:", "feature-maps", "Explain", True,
-             "What each channel of any layer responds to in one image."),
+             "What each channel of any layer responds to in one image.",
+             heading="Feature maps"),
     PageSpec("attributions", "attributions.py", "Attributions", ":material/gradient:", "attributions", "Explain",
-             False, "Which pixels push a class, by six Captum methods, for both models at once."),
+             False, "Which pixels push a class, by six Captum methods, for both models at once.",
+             heading="Attributions"),
     PageSpec("your_image", "your_image.py", "Try your own image", ":material/upload:", "your-image", "Explain", False,
-             "Upload a photo and see what both models make of it."),
+             "Upload a photo and see what both models make of it.",
+             heading="Try your own image"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 
@@ -50,6 +59,12 @@ PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 def page(key: str) -> PageSpec:
     """The registered page with this key."""
     return next(p for p in PAGES if p.key == key)
+
+
+def heading(key: str, model_title: str | None = None) -> str:
+    """A page's title, with the model's name on the pages the sidebar picker changes ("Metrics · ResNet18")."""
+    spec = page(key)
+    return f"{spec.heading} · {model_title}" if spec.uses_model and model_title else spec.heading
 
 
 def navigation():

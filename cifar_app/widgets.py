@@ -4,11 +4,12 @@ picker and the data-source note. They draw; they compute nothing that is not cac
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import streamlit as st
 
-from cifar.models import get_model
+from cifar.models import get_model, list_models
 from cifar_app import cache, state, tables
 from cifar_app.nav import PAGE_FILES
 from cifar_app.pixels import upscale_nearest
@@ -26,6 +27,15 @@ def show_problem(e: Unavailable) -> None:
                  icon=":material/error:")
         if fix and fix.command:
             st.code(fix.command, language="bash", wrap_lines=True)  # wraps in narrow columns, copy button
+
+
+def model_columns() -> Iterator[str]:
+    """One bordered column per registered model, side by side, headed by its title: yields the model
+    name with its column active, so a page fills each the same way."""
+    for col, model in zip(st.columns(len(list_models()), border=True), list_models()):
+        with col:
+            st.subheader(get_model(model).title)
+            yield model
 
 
 def image(pixels: np.ndarray, scale: int, caption: str | None = None) -> None:

@@ -30,16 +30,11 @@ sys.path.insert(0, str(ROOT))
 from devkit.app_fixture import build_app_checkpoints  # noqa: E402
 from devkit.browser import chromium, streamlit_server  # noqa: E402
 
-# url_path → (title words with the cnn picked, with resnet18 picked); Overview, the default page, is "/".
-PAGES = {
-    "": ("CustomCNN vs ResNet18",) * 2,
-    "training": ("Training curves",) * 2,
-    "metrics": ("Metrics · CustomCNN", "Metrics · ResNet18"),
-    "misclassifications": ("Misclassifications · CustomCNN", "Misclassifications · ResNet18"),
-    "feature-maps": ("Feature maps · CustomCNN", "Feature maps · ResNet18"),
-    "attributions": ("Attributions",) * 2,
-    "your-image": ("Try your own image",) * 2,
-}
+from cifar.models import MODELS  # noqa: E402
+from cifar_app.nav import PAGES as NAV_PAGES, heading  # noqa: E402
+
+# url_path → (title with the cnn picked, with resnet18 picked); Home is "/".
+PAGES = {p.url_path: tuple(heading(p.key, m.title) for m in MODELS.values()) for p in NAV_PAGES}
 RSS_BAR_MB, SWITCH_BAR_S, IG_BAR_S = 690, 1.0, 1.5
 
 
@@ -107,7 +102,7 @@ def bench_server(ckpt: Path, data: Path, rounds: int, shots: Path | None) -> dic
         t0 = time.perf_counter()
         browser.call("Page.navigate", url=f"{url}/")
         browser.wait_title(PAGES[""][0], 600)
-        switches["first load (overview)"] = [time.perf_counter() - t0]
+        switches["first load (home)"] = [time.perf_counter() - t0]
         for which, (model, title) in enumerate((("cnn", "CustomCNN"), ("resnet18", "ResNet18"))):
             click_page(browser, "metrics")
             browser.wait_title("Metrics · ", 600)
@@ -124,7 +119,7 @@ def bench_server(ckpt: Path, data: Path, rounds: int, shots: Path | None) -> dic
                     switches.setdefault(f"{kind} {model} → /{path}", []).append(dt)
                     if shots is not None and r == 0:
                         time.sleep(1.5)
-                        browser.screenshot(shots / f"{model}-{path or 'overview'}.png")
+                        browser.screenshot(shots / f"{model}-{path or 'home'}.png")
             mem[f"all pages with {model}"] = proc_memory(proc.pid)
         time.sleep(2)
         mem["idle after both"] = proc_memory(proc.pid)

@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny synthetic CIFAR-10 in the official pickle layout, and small run settings.
 
-The synthetic data itself is written by devkit.fake_cifar (shared with the app fixture and the
-benchmarks); its names are re-exported here for the test files.
+The synthetic data itself is written by devkit.fake_cifar, shared with the app fixture and the
+benchmarks.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from devkit.fake_cifar import (BATCH_FOLDER, N_TEST, N_TRAIN_PER_BATCH, VAL_SIZE, fake_images,  # noqa: F401
-                               to_rows, write_batch, write_fake_cifar10)
+from devkit.fake_cifar import VAL_SIZE, write_fake_cifar10
 
 
 # One intra-op thread, here and (through the environment) in every `python -m cifar.*` the tests

@@ -398,3 +398,20 @@ def test_no_hook_survives_reruns(app_env):
         assert explain.count_hooks(net) == 0
         twin = explain._COPIES.get(net)
         assert twin is not None and explain.count_hooks(twin[1]) == 0
+
+
+def test_broken_weights_leave_the_prediction_pages_working(damaged):
+    """Metrics and Misclassifications need only the saved predictions: they render, and say what is broken."""
+    path = damaged / "cnn.safetensors"
+    path.write_bytes(path.read_bytes()[:5000])
+    at = open_page("metrics")
+    no_exception(at)
+    assert not at.error
+    assert "cnn.safetensors" in "\n".join(w.value for w in at.warning)
+    assert any(m.label == "test accuracy" for m in at.metric) and at.image  # numbers and the gallery
+    at = open_page("misclassifications")
+    no_exception(at)
+    assert not at.error and at.image
+    at = open_page("feature_maps")  # this one needs the weights: one error with its fix
+    assert len(at.error) == 1 and "cnn.safetensors" in at.error[0].value
+    assert "python -m cifar.train --model cnn" in commands(at)

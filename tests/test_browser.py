@@ -18,31 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from cifar_app.nav import PAGES
+from cifar_app.nav import PAGES, heading
 from devkit.app_fixture import app_checkpoints_once
 from devkit.browser import chromium, find_chromium, streamlit_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
-# Words each page's title holds, with the CustomCNN picked.
-TITLES = {"home": "cifar-explain", "overview": "CustomCNN vs ResNet18", "training": "Training curves",
-          "metrics": "Metrics", "misclassifications": "Misclassifications", "feature_maps": "Feature maps",
-          "attributions": "Attributions", "your_image": "Try your own image"}
 # Vega-Lite charts each page must draw (a chart whose spec Streamlit rejects is silently missing).
 CHARTS = {"overview": 1, "training": 3, "metrics": 2}
 # A shared link per page, and what the opened view must then show: (title words, {widget label: value}).
 LINKS = {
-    "home": ("?model=resnet18", "cifar-explain", {}),
-    "overview": ("?model=resnet18", "CustomCNN vs ResNet18", {}),
-    "training": ("?model=resnet18", "Training curves", {}),
-    "metrics": ("?model=resnet18&true=cat&pred=dog", "Metrics · ResNet18", {}),
-    "misclassifications": ("?model=resnet18&true=dog&pred=cat", "Misclassifications · ResNet18",
-                           {"True class": "dog", "Predicted class": "cat"}),
-    "feature_maps": ("?model=resnet18&image=7&layer=layer3.0", "Feature maps · ResNet18",
+    "metrics": ("?model=resnet18&true=cat&pred=dog", {}),
+    "misclassifications": ("?model=resnet18&true=dog&pred=cat", {"True class": "dog", "Predicted class": "cat"}),
+    "feature_maps": ("?model=resnet18&image=7&layer=layer3.0",
                      {"Test image index": "7", "Layer (49 in forward order)": "layer3.0"}),
-    "attributions": ("?image=5&view=detail&method=grad-cam&target=class&cls=dog", "Attributions",
+    "attributions": ("?image=5&view=detail&method=grad-cam&target=class&cls=dog",
                      {"Test image index": "5", "Method": "Grad-CAM"}),
-    "your_image": ("?model=resnet18", "Try your own image", {}),
 }
 PAGE_TIMEOUT = 180  # s: the first page imports torch and loads a model on a slow CI machine
 
@@ -108,12 +99,13 @@ def test_every_page_opens_by_url_with_and_without_parameters(server):
             if settle(browser, spec.key) is None:
                 problems.append(f"{spec.key}: the page did not finish")
             browser.screenshot(SHOTS / f"{spec.key}.png")
-            check_page(browser, spec.key, TITLES[spec.key], problems)
+            check_page(browser, spec.key, heading(spec.key, "CustomCNN"), problems)
             charts = browser.js(CHARTS_JS)
             if charts < CHARTS.get(spec.key, 0):
                 problems.append(f"{spec.key}: {charts} charts drawn, expected {CHARTS[spec.key]}")
 
-            query, title_words, expect = LINKS[spec.key]
+            query, expect = LINKS.get(spec.key, ("?model=resnet18", {}))
+            title_words = heading(spec.key, "ResNet18")
             browser.call("Page.navigate", url=f"{url}/{spec.url_path}{query}")
             settle(browser, f"{spec.key}{query}")
             browser.screenshot(SHOTS / f"{spec.key}-link.png")
@@ -162,28 +154,31 @@ def view_of(browser) -> dict:
             "widgets": browser.js(WIDGETS_JS)}
 
 
+# A user's clicks and keystrokes: (what, selector or input label, text). Each waits for the rerun it causes.
+ON_FEATURE_MAPS = [("click", '[data-testid="stSidebar"] [data-testid="stRadio"] label', "ResNet18"),
+                   ("type", "Test image index", "42"),
+                   ("type", "Layer (49 in forward order)", "layer2.1 ·")]
+TO_ATTRIBUTIONS = [("click", '[data-testid="stSidebarNav"] a span', "Attributions"),  # same session: the image goes along
+                   ("click", '[data-testid="stButtonGroup"] button', "One method in detail"),
+                   ("type", "Method", "Occlusion"),
+                   ("click", '[data-testid="stRadio"] label', "a class I pick")]
+
+
+def act(browser, steps) -> tuple[str, dict]:
+    """Do the steps as a user would → (the address bar, the view)."""
+    for kind, where, text in steps:
+        (click_text if kind == "click" else type_into)(browser, where, text)
+        settle(browser, f"{kind} {text}")
+    return browser.js("location.href"), view_of(browser)
+
+
 def test_a_copied_url_reproduces_the_view(server):
     url, _proc, log = server
     with chromium() as browser:
         browser.call("Page.navigate", url=f"{url}/feature-maps")
         settle(browser, "feature maps")
-        click_text(browser, '[data-testid="stSidebar"] [data-testid="stRadio"] label', "ResNet18")
-        settle(browser, "the ResNet18 picked")
-        type_into(browser, "Test image index", "42")
-        settle(browser, "image 42")
-        type_into(browser, "Layer (49 in forward order)", "layer2.1 ·")
-        settle(browser, "layer2.1")
-        maps_url, maps_view = browser.js("location.href"), view_of(browser)
-
-        click_text(browser, '[data-testid="stSidebarNav"] a span', "Attributions")  # same session: the image goes along
-        settle(browser, "attributions")
-        click_text(browser, '[data-testid="stButtonGroup"] button', "One method in detail")
-        settle(browser, "the detail view")
-        type_into(browser, "Method", "Occlusion")
-        settle(browser, "occlusion")
-        click_text(browser, '[data-testid="stRadio"] label', "a class I pick")
-        settle(browser, "a class")
-        attr_url, attr_view = browser.js("location.href"), view_of(browser)
+        maps_url, maps_view = act(browser, ON_FEATURE_MAPS)
+        attr_url, attr_view = act(browser, TO_ATTRIBUTIONS)
 
     assert maps_view["title"] == "Feature maps · ResNet18"
     assert maps_view["widgets"]["Test image index"] == "42"

@@ -26,7 +26,7 @@ from cifar.data import (
     split_indices,
     to_tensor,
 )
-from conftest import BATCH_FOLDER, N_TEST, N_TRAIN_PER_BATCH, write_batch, write_fake_cifar10
+from devkit.fake_cifar import BATCH_FOLDER, N_TEST, N_TRAIN_PER_BATCH, write_batch, write_fake_cifar10
 
 # ---------------------------------------------------------------------------------------------
 # Reading the official layout

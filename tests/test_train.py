@@ -31,7 +31,8 @@ from cifar.evaluate import load_evaluation
 from cifar.config import make_config
 from cifar.runtime import Runtime
 from cifar.train import RESUME_FILE, TrainingError, build_parser, fit, main
-from conftest import TINY_EPOCHS, VAL_SIZE, tiny_args
+from conftest import TINY_EPOCHS, tiny_args
+from devkit.fake_cifar import VAL_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = {"resume.pt", "cnn.safetensors", "cnn.eval.npz", "cnn.metrics.json"}
