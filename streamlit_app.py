@@ -13,8 +13,13 @@ shows it on a fresh server.
 import streamlit as st
 
 from cifar.models import get_model, list_models
-from cifar_app import cache, nav, state, widgets
+from cifar_app import cache, memory, nav, state, widgets
 from cifar_app.store import Unavailable
+
+# The server's memory (README, "Memory"): at most 2 malloc arenas for the session threads, and free
+# heap given back to the OS every 30 s, so the server shrinks again once sessions end.
+memory.limit_malloc_arenas(2)
+memory.start_heap_trimmer(30.0)
 
 st.set_page_config(page_title="cifar-explain", page_icon=":material/visibility:", layout="wide")
 

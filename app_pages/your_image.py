@@ -21,7 +21,7 @@ types = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 up = st.file_uploader(f"Upload an image ({', '.join(FORMATS)})", type=types, key="upload_file")
 if up is not None:
     try:
-        img = load_upload(up.getvalue())
+        img = load_upload(up.getvalue(), min_side=PREVIEW_SIDE)  # big JPEGs decode at a reduced scale
         pixels = to_model_input(img)
     except ImageError as e:
         st.session_state.pop(state.UPLOAD_KEY, None)
@@ -30,7 +30,7 @@ if up is not None:
     preview = img.copy()
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     st.session_state[state.UPLOAD_KEY] = {"name": up.name, "pixels": pixels, "preview": np.asarray(preview),
-                                          "size": img.size}
+                                          "size": img.info["header_size"]}
 
 upload = st.session_state.get(state.UPLOAD_KEY)
 if not upload:

@@ -38,9 +38,10 @@ from cifar.models import BasicBlock, spec_of
 BASELINES = ("black", "zero")
 # Images per forward/backward pass inside IG, SmoothGrad and Occlusion. It sets the app's memory
 # peak: IG (50 steps) on ResNet18 raised the process's peak RSS by 307 MB in batches of 64, 111 MB
-# in 16 and 65 MB in 8, and took 0.9, 1.0 and 1.4 s (ru_maxrss around three explain.attribute
-# calls, torch 2.13.0+cpu, 2 cores). 16 keeps a hosted demo's peak inside its memory tier for ~10% speed.
-MAX_BATCH = 16
+# in 16 and 65 MB in 8 on an AVX2 CPU (1.0 s at 16, 1.4 s at 8), and by 104 and 82 MB on an
+# AVX-512 BF16 one (0.34 and 0.36 s; SmoothGrad 100 → 73 MB, Occlusion 65 → 43 MB; torch 2.13.0+cpu,
+# 2 cores, VmHWM around the call). 8 keeps a hosted demo's peak with 8 sessions under its 690 MB tier.
+MAX_BATCH = 8
 # Modules whose output a student wants to look at (when it is a 4D map bigger than 1×1).
 _LEAF_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d)
 
@@ -148,8 +149,14 @@ def _explainer(model: nn.Module) -> nn.Module:
     cached = _COPIES.get(model)
     if cached is not None and cached[0] == key and count_hooks(cached[1]) == 0:
         return cached[1]
+    # The copy shares the weights' memory (ResNet18: 45 MB, CustomCNN: 18 MB not duplicated; the
+    # server's 8-session peak fell by 59 MB, scripts/bench_memory.py): its parameters are new Parameter
+    # objects over the same storage, without requires_grad, so hooks, eval mode and inplace=False stay
+    # private to the copy. .float() and channels_last copy only what is not fp32 NHWC already.
+    memo = {id(t): nn.Parameter(t.detach(), requires_grad=False) if isinstance(t, nn.Parameter) else t.detach()
+            for t in (*model.parameters(), *model.buffers())}
     # channels_last: oneDNN's convolutions are faster in NHWC (IG on ResNet18 ~20% faster here).
-    twin = copy.deepcopy(model).float().eval().to(memory_format=torch.channels_last)
+    twin = copy.deepcopy(model, memo).float().eval().to(memory_format=torch.channels_last)
     for m in twin.modules():
         # deepcopy also copies hooks someone left on the original; the copy starts clean.
         for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks):

@@ -18,7 +18,7 @@ import streamlit as st
 
 from cifar.bundle import TestImages
 from cifar.models import list_models
-from cifar_app import store
+from cifar_app import memory, store
 from cifar_app.store import Paths, Unavailable
 
 # Per-image results (feature maps, attributions, predictions of uploads) expire after an hour: a
@@ -91,8 +91,8 @@ def depth(model: str) -> int | None:
 
 @st.cache_resource(show_spinner="Loading model weights…", max_entries=len(list_models()))
 def _model(model: str, ckpt: str, data: str, version: tuple):
-    net = store.load_checkpoint(model, _paths(ckpt, data))[0]
-    store.release_memory()  # torch and captum are imported now: freeze their objects
+    net = memory.on_torch_thread(store.load_checkpoint, model, _paths(ckpt, data))[0]
+    memory.freeze_long_lived()  # torch and captum are imported now: take their objects out of gc's way
     return net
 
 
@@ -189,7 +189,8 @@ def _layers(key: tuple, _net) -> list[tuple[str, str]]:
     from cifar import explain
 
     modules = dict(_net.named_modules())
-    return [(n, explain.layer_label(n, modules[n], s)) for n, s in explain.layer_shapes(_net).items()]
+    shapes = memory.on_torch_thread(explain.layer_shapes, _net)
+    return [(n, explain.layer_label(n, modules[n], s)) for n, s in shapes.items()]
 
 
 def layer_options(model: str) -> dict[str, str]:
@@ -201,15 +202,15 @@ def gradcam_layer(model: str) -> str:
     """The model's default Grad-CAM layer (the model registry's, else the last 8×8 map)."""
     from cifar import explain
 
-    return explain.default_gradcam_layer(load_model(model))
+    return memory.on_torch_thread(explain.default_gradcam_layer, load_model(model))
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl=IMAGE_TTL_S)
 def _feature_maps(key: tuple, image: np.ndarray, layer: str, top: int | None, _net, _x):
     from cifar import explain
 
-    maps = explain.feature_maps(_net, _x, layer, top)
-    store.release_memory()
+    maps = memory.on_torch_thread(explain.feature_maps, _net, _x, layer, top)
+    memory.release_memory()
     return maps
 
 
@@ -223,8 +224,9 @@ def feature_maps(model: str, image: np.ndarray, layer: str, top: int | None = No
 def _attribution(key: tuple, image: np.ndarray, target: int, method: str, params: tuple, _net, _x, _norm) -> np.ndarray:
     from cifar import explain
 
-    attr = explain.attribute(_net, _x, target, method, mean=_norm[0], std=_norm[1], **dict(params))
-    store.release_memory()  # IG/SmoothGrad/Occlusion batches stay in glibc's heap otherwise (see there)
+    attr = memory.on_torch_thread(explain.attribute, _net, _x, target, method, mean=_norm[0], std=_norm[1],
+                                  **dict(params))
+    memory.release_memory()  # IG/SmoothGrad/Occlusion batches stay in glibc's heap otherwise (see there)
     return attr
 
 
@@ -241,7 +243,7 @@ def attribution(model: str, image: np.ndarray, target: int, method: str, params:
 def _probs(key: tuple, image: np.ndarray, _net, _x) -> np.ndarray:
     from cifar import explain
 
-    return explain.predict(_net, _x)[0]
+    return memory.on_torch_thread(explain.predict, _net, _x)[0]
 
 
 def predict(model: str, image: np.ndarray) -> np.ndarray:

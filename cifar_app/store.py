@@ -248,27 +248,3 @@ def read_tune_rows(paths: Paths) -> list[dict[str, str]] | None:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise Unavailable(f"The tuning results {path} cannot be read ({type(e).__name__}: {e}).",
                           advice.for_tuning(paths)) from None
-
-
-# ------------------------------------------------------------------------------------ memory
-
-
-def release_memory() -> bool:
-    """Collect garbage, freeze what survives, and give freed heap back to the OS (glibc's malloc_trim).
-
-    An Integrated Gradients pass on ResNet18 allocates batches of activations (peak +111 MB at
-    explain.MAX_BATCH 16, +307 MB at 64); glibc keeps those pages after they are freed, so without
-    the trim the server's RSS stays that much higher. gc.freeze() moves the long-lived objects of
-    torch and captum (~470k, counted when torchvision was still imported) out of the collector's
-    way, so Streamlit's gc.collect(2) after every script run takes milliseconds instead of ~0.35 s
-    on a 2-core CPU. True if the trim ran.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
-        return False

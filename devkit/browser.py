@@ -6,8 +6,10 @@ as a user would, with the same helpers.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -164,36 +166,73 @@ class Browser:
 
 
 @contextmanager
-def chromium(width: int = 1400, height: int = 1000) -> Iterator[Browser]:
-    """Headless Chromium with one tab under DevTools control; closed on exit."""
-    import json
-    import shutil as _sh
-    import subprocess
+def _devtools(width: int, height: int) -> Iterator[int]:
+    """A headless Chromium → its DevTools port; stopped, and its profile removed, on exit."""
+    import shutil
     import tempfile
-    import urllib.request
 
     binary = find_chromium()
     if binary is None:
         raise FileNotFoundError("Chromium is not installed (apt-get install -y chromium)")
     profile = tempfile.mkdtemp(prefix="chromium-")
-    proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                             "--remote-debugging-port=0", "about:blank"],
+    proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                             f"--window-size={width},{height}", "--remote-debugging-port=0", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    browser = None
     try:
         port_file = Path(profile) / "DevToolsActivePort"
-        port = int(wait_for(lambda: port_file.is_file() and port_file.read_text().split("\n")[0], 60,
-                            "Chromium's DevTools port"))
+        yield int(wait_for(lambda: port_file.is_file() and port_file.read_text().split("\n")[0], 60,
+                           "Chromium's DevTools port"))
+    finally:
+        _stop(proc)
+        shutil.rmtree(profile, ignore_errors=True)
 
+
+@contextmanager
+def chromium(width: int = 1400, height: int = 1000) -> Iterator[Browser]:
+    """Headless Chromium with one tab under DevTools control; closed on exit."""
+    with _devtools(width, height) as port:
         def page_tabs():
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as r:
                 return [t for t in json.load(r) if t.get("type") == "page"]
 
         tab = wait_for(page_tabs, 30, "a Chromium tab")[0]
         browser = Browser(tab["webSocketDebuggerUrl"], width, height)
-        yield browser
-    finally:
-        if browser is not None:
+        try:
+            yield browser
+        finally:
             browser.close()
-        _stop(proc)
-        _sh.rmtree(profile, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ benchmarks: memory, clicks
+
+
+def proc_memory(pid: int) -> dict[str, float]:
+    """MB: VmRSS, RssAnon, RssFile, RssShmem, VmHWM from status; Pss* and Private* from smaps_rollup."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM", "Threads"):
+            out[key] = int(value.split()[0]) / (1 if key == "Threads" else 1024)
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            key, _, value = line.partition(":")
+            if key in ("Pss", "Pss_Anon", "Pss_File", "Private_Clean", "Private_Dirty"):
+                out[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def click_model(browser: Browser, title: str) -> None:
+    """Pick a model in the sidebar, by its title."""
+    browser.js(f"""[...document.querySelectorAll('[data-testid="stSidebar"] label')]
+                   .find(l => l.innerText.trim() === {json.dumps(title)})?.click()""")
+
+
+def click_page(browser: Browser, path: str, timeout: float = 120) -> None:
+    """Open a page through its sidebar link (the session stays), by its URL path ("" = Home).
+
+    Waits for the link: on a busy server the sidebar is drawn a while after the page's title."""
+    js = f"""(() => {{ const a = [...document.querySelectorAll('[data-testid="stSidebarNav"] a')]
+               .find(a => new URL(a.href).pathname.split('/').pop() === '{path}'); if (a) a.click(); return Boolean(a); }})()"""
+    wait_for(lambda: browser.js(js), timeout, f"a sidebar link to /{path}")

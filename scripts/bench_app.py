@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devkit.app_fixture import build_app_checkpoints  # noqa: E402
-from devkit.browser import chromium, streamlit_server  # noqa: E402
+from devkit.browser import chromium, click_model, click_page, proc_memory, streamlit_server  # noqa: E402
 
 from cifar.models import MODELS  # noqa: E402
 from cifar_app.nav import PAGES as NAV_PAGES, heading  # noqa: E402
@@ -36,23 +36,6 @@ from cifar_app.nav import PAGES as NAV_PAGES, heading  # noqa: E402
 # url_path → (title with the cnn picked, with resnet18 picked); Home is "/".
 PAGES = {p.url_path: tuple(heading(p.key, m.title) for m in MODELS.values()) for p in NAV_PAGES}
 RSS_BAR_MB, SWITCH_BAR_S, IG_BAR_S = 690, 1.0, 1.5
-
-
-def proc_memory(pid: int) -> dict[str, float]:
-    """MB: VmRSS, RssAnon, RssFile, RssShmem, VmHWM from status; Pss and Private from smaps_rollup."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-            key, _, value = line.partition(":")
-            if key in ("Pss", "Pss_Anon", "Pss_File", "Private_Clean", "Private_Dirty"):
-                out[key] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
 
 
 def time_attributions(ckpt: Path, data: Path, repeats: int) -> list[dict]:
@@ -79,18 +62,6 @@ def time_attributions(ckpt: Path, data: Path, repeats: int) -> list[dict]:
             rows.append({"model": model, "method": method, "median_s": statistics.median(times), "min_s": min(times)})
     rows.append({"threads": torch.get_num_threads()})
     return rows
-
-
-def click_model(browser, title: str) -> None:
-    browser.js(f"""[...document.querySelectorAll('[data-testid="stSidebar"] label')]
-                   .find(l => l.innerText.trim() === {json.dumps(title)})?.click()""")
-
-
-def click_page(browser, path: str) -> None:
-    ok = browser.js(f"""(() => {{ const a = [...document.querySelectorAll('[data-testid="stSidebarNav"] a')]
-                   .find(a => new URL(a.href).pathname.split('/').pop() === '{path}'); if (a) a.click(); return Boolean(a); }})()""")
-    if not ok:
-        raise RuntimeError(f"no sidebar link to /{path}")
 
 
 def bench_server(ckpt: Path, data: Path, rounds: int, shots: Path | None) -> dict:
@@ -143,11 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.fixture)
         ckpt = root / "checkpoints" if (root / "checkpoints" / "resnet18.safetensors").is_file() else build_app_checkpoints(root)
         data = root / "no-data"
-        # Building the fixture imports tests/conftest.py, which pins torch (and children) to one thread.
-        os.environ.pop("OMP_NUM_THREADS", None)
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
     missing = [m for m in ("cnn", "resnet18") if not (ckpt / f"{m}.safetensors").is_file()]
     if missing:
         print(f"error: {ckpt} lacks {', '.join(missing)}.safetensors; pass --fixture DIR to bench on tiny ones",

@@ -290,3 +290,18 @@ def test_black_baseline_follows_the_checkpoints_normalisation(image):
     other = E.baseline_image("black", x, mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.243, 0.261))
     np.testing.assert_allclose(other[0, :, 0, 0].numpy(), [-0.4914 / 0.247, -0.4822 / 0.243, -0.4465 / 0.261], rtol=1e-6)
     assert E.baseline_image("zero", x).abs().sum() == 0
+
+
+def test_the_explanation_copy_shares_the_models_weights_but_not_its_settings():
+    """The app's models are channels_last fp32 (cifar_app.store.load_checkpoint): the copy then costs no
+    second set of weights (45 MB for ResNet18), yet hooks, modes and in-place ReLUs stay its own."""
+    import torch
+
+    model = build_model("resnet18").to(memory_format=torch.channels_last).eval()
+    twin = E._explainer(model)
+    assert twin is not model
+    assert twin.conv1.weight.data_ptr() == model.conv1.weight.data_ptr()
+    assert twin.layer4[1].bn2.running_var.data_ptr() == model.layer4[1].bn2.running_var.data_ptr()
+    assert not any(p.requires_grad for p in twin.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the app's model is left as it was
+    assert model.relu.inplace and not twin.relu.inplace

@@ -67,6 +67,27 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6  # rotate 90° clockwise to display
     out = load_upload(encode(img, "JPEG", exif=exif.tobytes()))
     assert out.size == (48, 64)
+    assert out.info["header_size"] == (48, 64)  # as shown, not as stored
+
+
+def smooth_photo(w: int, h: int) -> Image.Image:
+    """A photo-like image: smooth gradients (JPEG's DCT scaling is exact on those, not on noise)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([xx * 255 / w, yy * 255 / h, 128 + 100 * np.sin(xx / 97.0) * np.cos(yy / 61.0)], -1)
+    return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+
+
+def test_a_big_jpeg_decodes_at_a_reduced_scale_when_asked():
+    data = encode(smooth_photo(2000, 1500), "JPEG", quality=90)
+    full = load_upload(data)
+    small = load_upload(data, min_side=320)
+    assert full.size == (2000, 1500) and small.size == (500, 375)  # 1/4 scale: both sides still ≥ 320
+    assert small.info["header_size"] == full.info["header_size"] == (2000, 1500)
+    # what the models see barely changes: 32×32 from the reduced decode vs from all the pixels
+    diff = np.abs(to_model_input(small).astype(int) - to_model_input(full).astype(int))
+    assert diff.mean() < 2 and diff.max() < 16
+    # PNGs have no reduced decode: the size stays
+    assert load_upload(encode(Image.fromarray(PHOTO), "PNG"), min_side=8).size == (64, 48)
 
 
 # -------------------------------------------------------------------------------------- modes
