@@ -16,6 +16,7 @@ from cifar import SHORT_CLASSES
 from cifar_app import tables, training
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e"}  # the report's blue / orange
+MODEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")  # one per registered model, in registry order
 BEST_COLOR = "#d62728"  # the report's red dashed best-epoch line
 CELL_SELECTION = "cell"  # the confusion heatmap's point selection; the page reads event.selection[CELL_SELECTION]
 
@@ -165,8 +166,9 @@ def per_class_accuracy(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, s
                 scale=alt.Scale(domain=zoomed_domain(df["value"]))),
         tooltip=["class:N", "model:N", "source:N", alt.Tooltip("value:Q", format=".2%")],
     )
+    palette = alt.Scale(domain=models, range=list(MODEL_COLORS[: len(models)]))
     bars = alt.Chart(df).transform_filter(alt.datum.source == "ours").mark_point(filled=True, size=90).encode(
-        color=alt.Color("model:N", sort=models, title=None, legend=alt.Legend(orient="top")), **enc)
+        color=alt.Color("model:N", sort=models, title=None, scale=palette, legend=alt.Legend(orient="top")), **enc)
     ticks = alt.Chart(df).transform_filter(alt.datum.source == "report").mark_tick(
         color="black", thickness=2, orient="horizontal").encode(**enc)
     return alt.layer(bars, ticks).properties(height=height)
