@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar.models import list_models
+from cifar_app.store import TUNE_FILE
 from devkit.fake_cifar import VAL_SIZE, write_fake_cifar10
 
 
@@ -95,7 +96,7 @@ def build_app_checkpoints(root: str | Path) -> Path:
             shutil.copy(src, ckpt / src.name)
     data = load_cifar10(data_root)
     write_bundle(ckpt / BUNDLE_FILE, data.test_images, data.test_labels, np.arange(len(data.test_labels)))
-    write_tune_csv(ckpt / "tune_cnn.csv")
+    write_tune_csv(ckpt / TUNE_FILE)
     return ckpt
 
 
@@ -123,8 +124,12 @@ def app_checkpoints_once(tmp_path_factory) -> Path:
 
     if "ckpt" not in _BUILT:
         reuse = os.environ.get("APP_FIXTURE_DIR")
-        if reuse and all((Path(reuse) / "checkpoints" / f).is_file() for f in
-                         ("cnn.safetensors", "resnet18.safetensors", "demo_images.npz", "tune_cnn.csv")):
+        from cifar.bundle import BUNDLE_FILE
+        from cifar.checkpoints import run_files
+
+        folder = Path(reuse or ".") / "checkpoints"
+        needed = [run_files(folder, m).weights for m in list_models()] + [folder / BUNDLE_FILE, folder / TUNE_FILE]
+        if reuse and all(f.is_file() for f in needed):
             _BUILT["ckpt"] = Path(reuse) / "checkpoints"
         else:
             _BUILT["ckpt"] = build_app_checkpoints(tmp_path_factory.mktemp("app"))

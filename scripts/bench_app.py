@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from devkit.app_fixture import build_app_checkpoints  # noqa: E402
 from devkit.browser import chromium, click_model, click_page, proc_memory, streamlit_server  # noqa: E402
 
+from cifar.checkpoints import run_files  # noqa: E402
 from cifar.models import MODELS  # noqa: E402
 from cifar_app.nav import PAGES as NAV_PAGES, heading  # noqa: E402
 
@@ -112,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ckpt, data = Path(args.checkpoints), Path(args.data_dir)
     if args.fixture:
         root = Path(args.fixture)
-        ckpt = root / "checkpoints" if (root / "checkpoints" / "resnet18.safetensors").is_file() else build_app_checkpoints(root)
+        ready = all(run_files(root / "checkpoints", m).weights.is_file() for m in MODELS)
+        ckpt = root / "checkpoints" if ready else build_app_checkpoints(root)
         data = root / "no-data"
-    missing = [m for m in ("cnn", "resnet18") if not (ckpt / f"{m}.safetensors").is_file()]
+    missing = [m for m in MODELS if not run_files(ckpt, m).weights.is_file()]
     if missing:
         print(f"error: {ckpt} lacks {', '.join(missing)}.safetensors; pass --fixture DIR to bench on tiny ones",
               file=sys.stderr)
