@@ -33,11 +33,16 @@ state.from_url(state.VIEW, "at_view", state.choice(list(views)))
 state.from_url(state.METHOD, "at_method", state.choice({state.slug(m): m for m in methods} | {m: m for m in methods}))
 state.from_url(state.TARGET, "at_target", state.choice(modes))
 state.from_url(state.CLASS, "at_class", state.choice({n: i for i, n in enumerate(names)}))
+state.from_url(state.DISPLAY, "at_display", state.choice(["signed", "absolute"]))
+state.from_url(state.OPACITY, "at_opacity", state.number_in(0.0, 1.0))
 if st.session_state.get("at_target") not in modes:  # "true" is gone for an upload
     st.session_state["at_target"] = "predicted"
+# Defaults through the session, not the widgets: a widget given both warns, and links set the session.
+for key, default in (("at_view", "grid"), ("at_opacity", 0.7)):
+    st.session_state.setdefault(key, default)
 
 c1, c2, c3 = st.columns([2, 2, 3])
-view = c1.segmented_control("View", list(views), format_func=views.get, default="grid", key="at_view",
+view = c1.segmented_control("View", list(views), format_func=views.get, key="at_view",
                             persist_state="session") or "grid"
 method = None
 if view == "detail":
@@ -48,22 +53,28 @@ chosen = c2.selectbox("Class", range(len(names)), format_func=names.__getitem__,
                       persist_state="session", disabled=target_mode != "class", label_visibility="collapsed")
 with c3:
     display = st.radio("Display", ["signed", "absolute"], key="at_display", horizontal=True, persist_state="session")
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.7, key="at_opacity", persist_state="session")
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, key="at_opacity", persist_state="session")
 
-# The method's own settings, drawn from its registry entry (a layer parameter is per model, below).
+# The method's own settings, drawn from its registry entry (a layer parameter is per model, below);
+# each travels in the address under its own name (?steps=32&baseline=zero).
 params: dict = {}
 if method is not None:
     with c3:
         for p in explain.METHODS[method].params:
             key = f"at_{p.name}"
+            if p.kind == "layer":
+                continue
+            parse = (state.choice(list(p.choices)) if p.kind == "choice" else
+                     state.index_in(int(p.low), int(p.high)) if p.kind == "int" else state.number_in(p.low, p.high))
+            state.from_url(p.name, key, parse)
+            st.session_state.setdefault(key, p.default)
             if p.kind == "int":
-                params[p.name] = st.slider(p.label, int(p.low), int(p.high), int(p.default), step=int(p.step or 1),
-                                           key=key, help=p.help or None, persist_state="session")
+                params[p.name] = st.slider(p.label, int(p.low), int(p.high), step=int(p.step or 1), key=key,
+                                           help=p.help or None, persist_state="session")
             elif p.kind == "float":
-                params[p.name] = st.slider(p.label, float(p.low), float(p.high), float(p.default),
-                                           step=float(p.step or 0.01), key=key, help=p.help or None,
-                                           persist_state="session")
-            elif p.kind == "choice":
+                params[p.name] = st.slider(p.label, float(p.low), float(p.high), step=float(p.step or 0.01), key=key,
+                                           help=p.help or None, persist_state="session")
+            else:
                 labels = dict(zip(p.choices, p.choice_labels or p.choices))
                 params[p.name] = st.radio(p.label, list(p.choices), format_func=labels.get, horizontal=True,
                                           key=key, help=p.help or None, persist_state="session")
@@ -82,7 +93,8 @@ for model in MODELS:
 
 shared = {state.IMAGE: pick["index"], state.VIEW: view, state.TARGET: target_mode,
           state.CLASS: names[chosen] if target_mode == "class" else None,
-          state.METHOD: state.slug(method) if method else None}
+          state.METHOD: state.slug(method) if method else None, state.DISPLAY: display,
+          state.OPACITY: f"{opacity:g}", **params}
 
 
 def heat(model: str, name: str, run_params: dict):

@@ -27,11 +27,13 @@ if pick is None:
 names = list(layers)
 layer_key = f"fm_layer_{model}"  # per model: the two models' layers have different names
 state.from_url(state.LAYER, layer_key, state.choice(names))
+state.from_url(state.TOP, "fm_top", state.index_in(4, 64))
+st.session_state.setdefault("fm_top", 16)
 c1, c2 = st.columns([2, 1])
 layer = c1.selectbox(f"Layer ({len(names)} in forward order)", names, format_func=layers.get, key=layer_key,
                      persist_state="session")
-top = c2.slider("Channels shown", 4, 64, 16, step=4, key="fm_top", persist_state="session")
-state.share(**{state.IMAGE: pick["index"], state.LAYER: layer})
+top = c2.slider("Channels shown", 4, 64, step=4, key="fm_top", persist_state="session")
+state.share(**{state.IMAGE: pick["index"], state.LAYER: layer, state.TOP: top})
 
 left, right = st.columns([1, 4])
 with left:

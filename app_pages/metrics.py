@@ -51,8 +51,12 @@ right.caption("The axis starts just below the lowest value, so differences of a 
 # The gallery's cell: from a shared link (?true=cat&pred=dog), else the last one picked, else the top pair.
 pairs = tables.confused_pairs(cm, 10, names)
 by_name = state.choice({n: i for i, n in enumerate(names)})
+state.from_url(state.CELLS, "cm_mode", state.choice({"counts": "counts", "rows": "row-normalised"}))
+st.session_state.setdefault("cm_mode", "counts")
+shown_pair = st.session_state.get(state.PAIR_KEY) or ((pairs[0]["true_idx"], pairs[0]["pred_idx"]) if pairs else (0, 0))
+st.session_state["_m_true"], st.session_state["_m_pred"] = shown_pair  # a link may give one half only
 if state.from_url(state.TRUE, "_m_true", by_name) | state.from_url(state.PRED, "_m_pred", by_name):
-    st.session_state[state.PAIR_KEY] = (st.session_state.get("_m_true", 0), st.session_state.get("_m_pred", 0))
+    st.session_state[state.PAIR_KEY] = (st.session_state["_m_true"], st.session_state["_m_pred"])
 
 
 def _pick_cell(key: str) -> None:
@@ -70,13 +74,14 @@ def _pick_row(key: str) -> None:
 st.subheader("Confusion matrix")
 left, right = st.columns([3, 2])
 with left:
-    mode = st.segmented_control("Cells show", ["counts", "row-normalised"], default="counts", key="cm_mode",
-                                persist_state="session")
+    mode = st.segmented_control("Cells show", ["counts", "row-normalised"], key="cm_mode",
+                                persist_state="session") or "counts"
     chart_key = f"cm_{model}"
     # Not a cached spec like the other charts: the click selection (on_select) goes through Altair's params.
     st.altair_chart(charts.confusion_heatmap(cm, names, normalized=mode == "row-normalised"), key=chart_key,
                     on_select=partial(_pick_cell, chart_key), selection_mode=charts.CELL_SELECTION)
     st.caption("Rows: true class; columns: predicted. Click a cell to see its images below.")
+cells = "rows" if mode == "row-normalised" else "counts"
 with right:
     st.markdown("**Most confused pairs**")
     table_key = f"pairs_{model}"
@@ -95,7 +100,7 @@ if pair is not None:
     if st.button("Open in Misclassifications", icon=":material/photo_library:"):
         st.session_state[state.TRUE], st.session_state[state.PRED] = true, pred
         st.switch_page(nav.PAGE_FILES["misclassifications"])
-    state.share(**{state.TRUE: names[true], state.PRED: names[pred]})
+    state.share(**{state.TRUE: names[true], state.PRED: names[pred], state.CELLS: cells})
     widgets.pair_gallery(model, true, pred, key=f"mg_{model}", per_page=12)
 else:
-    state.share()
+    state.share(**{state.CELLS: cells})

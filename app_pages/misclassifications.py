@@ -24,6 +24,9 @@ names = cache.classes(model)
 by_name = state.choice({n: i for i, n in enumerate(names)})
 state.from_url(state.TRUE, state.TRUE, by_name)
 state.from_url(state.PRED, state.PRED, by_name)
+ORDERS = {"most": "most confident first", "least": "least confident first"}
+state.from_url(state.ORDER, "mis_order", state.choice(ORDERS))
+state.from_url(state.ONLY, "mis_only", state.choice({"1": True, "0": False}))
 if state.TRUE not in st.session_state or state.PRED not in st.session_state:  # first visit: the most confused pair
     top = tables.confused_pairs(s["confusion"], 1)
     st.session_state[state.TRUE], st.session_state[state.PRED] = (
@@ -34,8 +37,7 @@ true = c1.selectbox("True class", range(len(names)), format_func=names.__getitem
                     persist_state="session")
 pred = c2.selectbox("Predicted class", range(len(names)), format_func=names.__getitem__, key=state.PRED,
                     persist_state="session", help="Pick the true class here to see the images it gets right.")
-order = c3.radio("Order", ["most confident first", "least confident first"], key="mis_order", horizontal=True,
-                 persist_state="session")
+order = c3.radio("Order", list(ORDERS.values()), key="mis_order", horizontal=True, persist_state="session")
 
 other_ok = True
 try:
@@ -47,7 +49,8 @@ only = st.toggle(f"Only images {other_title} gets {want}", key="mis_only", disab
                  help=(f"Right by one model, wrong by the other: {title} is {'wrong' if true != pred else 'right'} "
                        f"on every image here; keep those where {other_title} is {want}.") if other_ok
                  else f"{other_title}'s predictions are unavailable.")
-state.share(**{state.TRUE: names[true], state.PRED: names[pred]})
+state.share(**{state.TRUE: names[true], state.PRED: names[pred], state.ORDER: order.split()[0],
+               state.ONLY: int(bool(only))})
 
 widgets.pair_gallery(model, int(true), int(pred), key=f"mis_{model}", descending=order.startswith("most"),
                      other_right=(want == "right") if only and other_ok else None)

@@ -57,7 +57,7 @@ elif rows:
         st.error(f"`{p.tune_csv}`: {e}.")
     else:
         left, right = st.columns([3, 2])
-        left.vega_lite_chart(spec=cache.chart_spec("tune", file_key(p.tune_csv), lambda: charts.tune_heatmap(grid)),
+        left.vega_lite_chart(spec=cache.chart_spec("tune", (str(p.tune_csv), file_key(p.tune_csv)), lambda: charts.tune_heatmap(grid)),
                              width="stretch")
         best = grid["best"]
         with right:

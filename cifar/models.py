@@ -29,18 +29,19 @@ class ModelSpec:
     module: type[nn.Module]  # the class the builder returns, to recognise a built model
     gradcam_layer: str  # Grad-CAM's default layer: the last stage that still has 8×8 resolution
     shipped_recipe: str  # the recipe of the checkpoint in checkpoints/ (tests/test_shipped.py checks it)
+    shipped_flags: str = ""  # the flags its run added to the recipe (tests/test_shipped.py checks them too)
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, *, title: str, short: str, module: type[nn.Module], gradcam_layer: str,
-                   shipped_recipe: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+                   shipped_recipe: str, shipped_flags: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a builder under `name` with its display names and defaults."""
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in MODELS:
             raise ModelError(f"model {name!r} is registered twice")
-        MODELS[name] = ModelSpec(name, title, short, builder, module, gradcam_layer, shipped_recipe)
+        MODELS[name] = ModelSpec(name, title, short, builder, module, gradcam_layer, shipped_recipe, shipped_flags)
         return builder
 
     return wrap
@@ -90,7 +91,7 @@ class CustomCNN(nn.Module):
 
 
 @register_model("cnn", title="CustomCNN", short="CNN", module=CustomCNN, gradcam_layer="conv3.2",
-                shipped_recipe="fast")
+                shipped_recipe="fast", shipped_flags="--epochs 60")
 def custom_cnn(*, num_classes: int = 10, dropout: float = 0.4) -> nn.Module:
     """The report's CustomCNN."""
     return CustomCNN(num_classes=num_classes, dropout=dropout)

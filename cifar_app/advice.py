@@ -62,11 +62,21 @@ def _tracked(path: str) -> str | None:
 
 
 def restore(*paths: Path) -> Advice | None:
-    """`git checkout -- FILE...` when every file is one the repository ships, else None."""
+    """`git checkout -- FILE...` when every file is one the repository ships, else None.
+
+    The paths are relative to where the app runs when that is inside the repository (the usual
+    `streamlit run streamlit_app.py` from its root); from elsewhere, `git -C <repository>`.
+    """
     rels = [_tracked(str(p)) for p in paths]
     if not rels or None in rels:
         return None
-    return Advice(f"git checkout -- {' '.join(shlex.quote(r) for r in rels)}",
+    cwd = Path.cwd().resolve()
+    if cwd == REPO or REPO in cwd.parents:
+        files = [os.path.relpath(REPO / r, cwd) for r in rels]
+        git = "git checkout --"
+    else:
+        files, git = rels, f"git -C {shlex.quote(str(REPO))} checkout --"
+    return Advice(f"{git} {' '.join(shlex.quote(Path(f).as_posix()) for f in files)}",
                   "restores the shipped file" + ("s" if len(rels) > 1 else "") + " from the repository")
 
 
@@ -132,8 +142,10 @@ def retrain(model: str, paths: Paths, meta: dict[str, Any] | None = None) -> Adv
         train = portable_command(meta["command"], data_flags(paths.data))
         recipe = meta.get("recipe") or get_model(model).shipped_recipe
     else:
-        recipe = get_model(model).shipped_recipe
-        train = f"python -m cifar.train --model {model} --recipe {recipe} {data_flags(paths.data)}"
+        spec = get_model(model)
+        recipe = spec.shipped_recipe
+        extra = f" {spec.shipped_flags}" if spec.shipped_flags else ""
+        train = f"python -m cifar.train --model {model} --recipe {recipe}{extra} {data_flags(paths.data)}"
     out = run_files(out_dir_of(train, model, recipe), model)
     lines = [train, f"cp {' '.join(p.as_posix() for p in out.all())} {paths.checkpoints.as_posix()}/"]
     if not has_test_batch(paths.data):

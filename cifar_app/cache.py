@@ -123,8 +123,8 @@ def tune_rows() -> list[dict[str, str]] | None:
     return _tune_rows(*_files(lambda p: p.tune_csv))
 
 
-@st.cache_data(show_spinner=False, max_entries=2)
-def _data_source(ckpt: str, data: str, version: tuple) -> dict | None:
+@st.cache_data(show_spinner=False, max_entries=4)
+def _data_source(ckpt: str, data: str, version: tuple, images_full: bool) -> dict | None:
     p = _paths(ckpt, data)
     summaries = []
     for model in list_models():
@@ -132,12 +132,20 @@ def _data_source(ckpt: str, data: str, version: tuple) -> dict | None:
             summaries.append(store.load_summary(model, p))
         except Unavailable:
             pass
-    return store.data_source(p, summaries)
+    return store.data_source(p, summaries, images_full)
 
 
-def data_source() -> dict | None:
-    """{"name", "official", ...} of the CIFAR-10 the numbers and images come from (None: not recorded)."""
-    return _data_source(*_files(lambda p: p.test_batch, *(lambda p, m=m: p.metrics(m) for m in list_models())))
+def data_source(images: bool = False) -> dict | None:
+    """{"name", "official", ...} of the CIFAR-10 the numbers (or, images=True, the test images shown)
+    come from; None when not recorded."""
+    full = False
+    if images:
+        try:
+            full = test_images().full
+        except Unavailable:
+            pass
+    files = _files(lambda p: p.test_batch, *(lambda p, m=m: p.metrics(m) for m in list_models()))
+    return _data_source(*files, full)
 
 
 def classes(model: str | None = None) -> tuple[str, ...]:
@@ -235,7 +243,10 @@ def attribution(model: str, image: np.ndarray, target: int, method: str, params:
     from cifar import explain
 
     x, mean, std = _inputs(model, image)
-    used = tuple(sorted(explain.method_params(method, **params).items()))
+    used = explain.method_params(method, **params)
+    if any(p.kind == "layer" for p in explain.get_method(method).params) and not used.get("layer"):
+        used["layer"] = gradcam_layer(model)  # the default spelled out: one cache entry, whichever view asks
+    used = tuple(sorted(used.items()))
     return _attribution(model_key(model), image, int(target), method, used, load_model(model), x, (mean, std))
 
 

@@ -27,7 +27,8 @@ _lock = threading.Lock()
 # One thread runs every model load, prediction, feature map and attribution. With a thread per
 # session, 8 sessions' Attributions grids (explain.attribute already serialised by its lock) peaked
 # at +196 MB over the server's resting size; run here, at +87 MB (8 threads × 12 attributions in
-# one process, VmHWM, torch 2.13.0+cpu). The work was serial anyway, so nothing is slower.
+# one process, VmHWM, torch 2.13.0+cpu). Attributions were serial anyway; a prediction or a feature
+# map may now wait behind another session's work (one grid: ~1 s on the dev machine, README "Speed").
 _torch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
 
 

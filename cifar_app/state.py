@@ -33,6 +33,10 @@ TARGET = "target"  # "predicted", "true" or "class"
 CLASS = "cls"  # the class explained when target is "class"
 LAYER = "layer"
 VIEW = "view"  # the Attributions page's "grid" or "detail"
+DISPLAY, OPACITY = "display", "opacity"  # how the Attributions page draws its maps
+TOP = "top"  # how many feature-map channels are shown
+ORDER, ONLY = "order", "only"  # the Misclassifications gallery's order and its other-model filter
+CELLS = "cells"  # what the confusion matrix's cells show
 TRUE, PRED = "true", "pred"  # a (true → predicted) cell of the confusion matrix
 
 
@@ -87,6 +91,17 @@ def index_in(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
         if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+def number_in(low: float, high: float) -> Callable[[str], float]:
+    """A parser for a finite number in low..high."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:  # also refuses nan
             raise ValueError(text)
         return value
 

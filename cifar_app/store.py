@@ -73,8 +73,12 @@ class Paths:
 
 
 def app_paths() -> Paths:
-    """$CIFAR_CHECKPOINTS (default ./checkpoints) and cifar.data.resolve_data_dir() ($CIFAR10_DIR or ./data)."""
-    return Paths(Path(os.environ.get(ENV_CHECKPOINTS) or DEFAULT_CHECKPOINTS), resolve_data_dir())
+    """$CIFAR_CHECKPOINTS, else ./checkpoints, else the repository's checkpoints/ (a server started from
+    another folder still finds the shipped files); and cifar.data.resolve_data_dir() ($CIFAR10_DIR or ./data)."""
+    folder = Path(os.environ.get(ENV_CHECKPOINTS) or DEFAULT_CHECKPOINTS)
+    if not os.environ.get(ENV_CHECKPOINTS) and not folder.is_dir():
+        folder = advice.REPO / DEFAULT_CHECKPOINTS
+    return Paths(folder, resolve_data_dir())
 
 
 def file_key(path: Path) -> tuple[int, int] | None:
@@ -217,15 +221,16 @@ def load_test_images(paths: Paths) -> TestImages:
                           advice.for_bundle(paths)) from None
 
 
-def data_source(paths: Paths, summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Which CIFAR-10 the shown numbers and images come from: {"name", "official", ...}, or None if unknown.
+def data_source(paths: Paths, summaries: list[dict[str, Any]], images_full: bool = False) -> dict[str, Any] | None:
+    """Which CIFAR-10 something comes from: {"name", "official", ...}, or None if not recorded.
 
-    The data folder itself when it is here (its test batch's md5 says which copy it is), else what
-    the evaluations recorded (cifar.evaluate writes it into the metrics JSON).
+    For the numbers (images_full False): what their evaluations recorded (cifar.evaluate writes it
+    into the metrics JSON), whatever data this machine holds. For the images (images_full True: the
+    whole test set read from the data folder): that folder, told by its test batch's md5.
     """
     from cifar.data import describe_source
 
-    if paths.test_batch.is_file():
+    if images_full and paths.test_batch.is_file():
         try:
             return describe_source(paths.test_batch)
         except OSError:

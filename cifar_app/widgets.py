@@ -52,8 +52,8 @@ def data_note() -> str:
 
 
 def index_help() -> str:
-    """What a test-image index means here: official only when the data is the official archive."""
-    source = cache.data_source()
+    """What a test-image index means here: official only when the images are the official archive's."""
+    source = cache.data_source(images=True)
     if source and source.get("official"):
         return "0…9,999: the official CIFAR-10 test index."
     return (f"0…9,999: the index in this test set, {source['name'] if source else 'CIFAR-10'}, which is not the "

@@ -415,3 +415,49 @@ def test_broken_weights_leave_the_prediction_pages_working(damaged):
     at = open_page("feature_maps")  # this one needs the weights: one error with its fix
     assert len(at.error) == 1 and "cnn.safetensors" in at.error[0].value
     assert "python -m cifar.train --model cnn" in commands(at)
+
+
+def link(page: str, **params) -> AppTest:
+    """The app opened from a shared address: /<page>?<params>.
+
+    (AppTest opens the default page first: its switch_page before any run misses a page whose URL
+    path differs from its file name, such as feature-maps.)"""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.query_params.clear()
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page(PAGES[page]).run()
+    no_exception(at)
+    return at
+
+
+def test_a_link_carries_every_setting_of_the_attribution_view(app_env):
+    at = link("attributions", image="3", view="detail", method="integrated-gradients", steps="32",
+              baseline="zero", display="absolute", target="class", cls="dog")
+    assert at.selectbox(key="at_method").value == "Integrated Gradients"
+    assert at.slider(key="at_steps").value == 32 and at.radio(key="at_baseline").value == "zero"
+    assert at.radio(key="at_display").value == "absolute" and at.radio(key="at_target").value == "class"
+    assert at.number_input(key="image").value == 3
+    shared = dict(at.query_params)  # what the page writes back: the same view
+    for k, v in {"image": "3", "method": "integrated-gradients", "steps": "32", "baseline": "zero",
+                 "display": "absolute", "cls": "dog", "view": "detail"}.items():
+        assert shared[k] == [v] or shared[k] == v, (k, shared.get(k))
+
+
+def test_a_link_with_half_a_confusion_cell_keeps_the_other_half(app_env):
+    ev = cnn_eval(app_env)
+    from cifar.metrics import confusion
+
+    cm = confusion(ev["labels"], ev["preds"])
+    np.fill_diagonal(cm, -1)
+    t, p = np.unravel_index(np.argmax(cm), cm.shape)  # the top pair, which the page opens on
+    names = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    other = (int(p) + 1) % 10 if (int(p) + 1) % 10 != int(t) else (int(p) + 2) % 10
+    at = link("metrics", pred=names[other])
+    assert f"{names[t]} → {names[other]}" in [s.value for s in at.subheader]
+
+
+def test_an_invalid_link_value_is_ignored_with_a_notice(app_env):
+    at = link("feature_maps", image="-5", layer="no-such-layer")
+    assert at.number_input(key="image").value == 0
+    assert len(at.toast) >= 1 and "Ignored" in at.toast[0].value

@@ -44,7 +44,12 @@ def test_shipped_checkpoint_is_the_named_architecture_with_complete_metadata(mod
     assert len(meta["history"]) == meta["epochs_run"] and 1 <= meta["best_epoch"] <= meta["epochs_run"]
     assert meta["val_acc"] == max(h["val_acc"] for h in meta["history"])
     # The app's rebuild command for an unreadable file names this recipe: it must be the shipped one.
-    assert get_model(model).shipped_recipe == meta["recipe"]
+    spec = get_model(model)
+    assert spec.shipped_recipe == meta["recipe"]
+    # and its extra flags are the shipped run's own (the CNN ran 60 epochs of the 30-epoch recipe)
+    flags = spec.shipped_flags.split()
+    for flag, value in zip(flags[::2], flags[1::2]):
+        assert str(meta["config"][flag.removeprefix("--").replace("-", "_")]) == value
 
 
 @pytest.mark.parametrize("model", list(ARCH))

@@ -140,3 +140,28 @@ def test_every_registered_model_has_a_measured_retrain_time():
     from cifar.models import list_models
 
     assert set(advice.RETRAIN_TIME) == set(list_models())
+
+
+def test_numbers_keep_the_data_they_were_measured_on_whatever_data_is_here(cifar_root, tmp_path):
+    """The shipped metrics say "JPEG copy"; a data folder holding another test set describes the images
+    the app shows, never the numbers."""
+    paths = store.Paths(tmp_path, cifar_root)  # the synthetic set: not the official archive, not the copy
+    recorded = {"data": {"name": "CIFAR-10 (JPEG re-encoded copy)", "official": False}}
+    assert store.data_source(paths, [recorded])["name"] == "CIFAR-10 (JPEG re-encoded copy)"
+    images = store.data_source(paths, [recorded], images_full=True)
+    assert images["name"].startswith("CIFAR-10 (not the official archive") and images["official"] is False
+    assert store.data_source(store.Paths(tmp_path, tmp_path / "none"), []) is None
+
+
+def test_the_default_checkpoint_folder_is_the_repositorys_from_anywhere(monkeypatch, tmp_path):
+    monkeypatch.delenv("CIFAR_CHECKPOINTS", raising=False)
+    monkeypatch.chdir(tmp_path)  # a server started outside the repository
+    assert store.app_paths().checkpoints == advice.REPO / "checkpoints"
+    fix = advice.for_checkpoint("cnn", store.app_paths())
+    assert fix.command == f"git -C {advice.REPO} checkout -- checkpoints/cnn.safetensors"
+
+
+def test_retraining_a_model_without_metadata_uses_its_shipped_run(tmp_path):
+    fix = advice.for_checkpoint("cnn", store.Paths(tmp_path / "ckpt", tmp_path / "nodata"))
+    assert fix.command.startswith("python -m cifar.train --model cnn --recipe fast --epochs 60 ")
+    assert "209 min" in fix.note
