@@ -53,16 +53,16 @@ pairs = tables.confused_pairs(cm, 10, names)
 by_name = state.choice({n: i for i, n in enumerate(names)})
 state.from_url(state.CELLS, "cm_mode", state.choice({"counts": "counts", "rows": "row-normalised"}))
 st.session_state.setdefault("cm_mode", "counts")
-shown_pair = st.session_state.get(state.PAIR_KEY) or ((pairs[0]["true_idx"], pairs[0]["pred_idx"]) if pairs else (0, 0))
-st.session_state["_m_true"], st.session_state["_m_pred"] = shown_pair  # a link may give one half only
+pair = st.session_state.get(state.PAIR_KEY) or ((pairs[0]["true_idx"], pairs[0]["pred_idx"]) if pairs else None)
+st.session_state["_m_true"], st.session_state["_m_pred"] = pair or (0, 0)  # a link may give one half only
 if state.from_url(state.TRUE, "_m_true", by_name) | state.from_url(state.PRED, "_m_pred", by_name):
-    st.session_state[state.PAIR_KEY] = (st.session_state["_m_true"], st.session_state["_m_pred"])
+    pair = st.session_state[state.PAIR_KEY] = (st.session_state["_m_true"], st.session_state["_m_pred"])
 
 
 def _pick_cell(key: str) -> None:
-    pair = tables.selected_cell(st.session_state[key].selection.get(charts.CELL_SELECTION))
-    if pair:
-        st.session_state[state.PAIR_KEY] = pair
+    cell = tables.selected_cell(st.session_state[key].selection.get(charts.CELL_SELECTION))
+    if cell:
+        st.session_state[state.PAIR_KEY] = cell
 
 
 def _pick_row(key: str) -> None:
@@ -91,9 +91,6 @@ with right:
                  selection_mode="single-row")
     st.caption("Select a row to see its images below.")
 
-pair = st.session_state.get(state.PAIR_KEY)
-if pair is None and pairs:
-    pair = (pairs[0]["true_idx"], pairs[0]["pred_idx"])
 if pair is not None:
     true, pred = int(pair[0]), int(pair[1])
     st.subheader(f"{names[true]} → {names[pred]}")

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, ValueError) as e:  # ValueError: e.g. --device cuda without CUDA
         print(f"error: {e}", file=sys.stderr)
         return 2
-    npz_path, json_path = RunFiles.beside(args.checkpoint).evaluation, RunFiles.beside(args.checkpoint).metrics
+    files = RunFiles.beside(args.checkpoint)
+    npz_path, json_path = files.evaluation, files.metrics
     data = np.load(npz_path)
     names = list(summary["per_class_accuracy"])
     print(metrics.format_report(data["labels"], data["preds"], names))

@@ -27,7 +27,8 @@ from cifar import MEAN, STD
 from cifar.checkpoints import (FORMAT, RESUME_FILE, CheckpointError, default_run_dir, load_state, run_files,
                                save_model, save_state)
 from cifar.config import TrainConfig, add_config_arguments, config_from_args
-from cifar.data import TEST_FILE, DataError, Splits, augment, describe_source, load_cifar10, make_splits, normalize
+from cifar.data import (DataError, Splits, augment, cifar_test_file, describe_source, load_cifar10, make_splits,
+                        normalize)
 from cifar.evaluate import predict_logits, write_evaluation
 from cifar.models import ModelError, build_model, count_parameters
 from cifar.runtime import Runtime, seed_everything
@@ -284,7 +285,7 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
     test_logits = predict_logits(model, splits.test_x, score_rt, cfg.eval_batch_size)
     test_acc = (test_logits.argmax(1) == splits.test_y).float().mean().item()
     best = st.history[st.best_epoch - 1]
-    test_file = Path(splits.source) / TEST_FILE
+    test_file = cifar_test_file(splits.source)
     data_source = describe_source(test_file) if test_file.is_file() else None
     meta = {
         "model": cfg.model,

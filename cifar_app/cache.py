@@ -123,29 +123,31 @@ def tune_rows() -> list[dict[str, str]] | None:
     return _tune_rows(*_files(lambda p: p.tune_csv))
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _data_source(ckpt: str, data: str, version: tuple, images_full: bool) -> dict | None:
-    p = _paths(ckpt, data)
-    summaries = []
-    for model in list_models():
-        try:
-            summaries.append(store.load_summary(model, p))
-        except Unavailable:
-            pass
-    return store.data_source(p, summaries, images_full)
+@st.cache_data(show_spinner=False, max_entries=2)
+def _folder_source(test_batch: str, version: tuple) -> dict:
+    from cifar.data import describe_source
+
+    return describe_source(test_batch)  # an md5 of 30 MB: once per file version
 
 
 def data_source(images: bool = False) -> dict | None:
-    """{"name", "official", ...} of the CIFAR-10 the numbers (or, images=True, the test images shown)
-    come from; None when not recorded."""
-    full = False
+    """{"name", "official", ...} of the CIFAR-10 the numbers come from (as their evaluations recorded
+    it), or with images=True of the test images shown (the data folder, when the whole test set is
+    read from it); None when not recorded."""
     if images:
         try:
-            full = test_images().full
+            if test_images().full:
+                p = paths()
+                return _folder_source(str(p.test_batch), store.file_key(p.test_batch))
         except Unavailable:
             pass
-    files = _files(lambda p: p.test_batch, *(lambda p, m=m: p.metrics(m) for m in list_models()))
-    return _data_source(*files, full)
+    summaries = []
+    for model in list_models():
+        try:
+            summaries.append(summary(model))
+        except Unavailable:
+            pass
+    return store.recorded_source(summaries)
 
 
 def classes(model: str | None = None) -> tuple[str, ...]:

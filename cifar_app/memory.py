@@ -29,12 +29,14 @@ _lock = threading.Lock()
 # at +196 MB over the server's resting size; run here, at +87 MB (8 threads × 12 attributions in
 # one process, VmHWM, torch 2.13.0+cpu). Attributions were serial anyway; a prediction or a feature
 # map may now wait behind another session's work (one grid: ~1 s on the dev machine, README "Speed").
-_torch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
+_on_worker = threading.local()  # .yes is set on the worker thread only
+_torch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch",
+                                   initializer=lambda: setattr(_on_worker, "yes", True))
 
 
 def on_torch_thread(fn: Callable[..., T], *args, **kwargs) -> T:
     """fn(*args, **kwargs) on the one thread that runs torch work; its result, or its exception."""
-    if threading.current_thread().name.startswith("torch"):  # already there: a nested call
+    if getattr(_on_worker, "yes", False):  # already there: a nested call must not wait for itself
         return fn(*args, **kwargs)
     return _torch_thread.submit(fn, *args, **kwargs).result()
 

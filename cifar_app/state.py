@@ -19,6 +19,8 @@ from typing import Any
 
 import streamlit as st
 
+from cifar.models import list_models
+
 # Session keys shared between pages. Widget keys that are shared values are the URL names below.
 PAIR_KEY = "gallery_pair"  # (true, pred) the Metrics page's gallery shows
 UPLOAD_KEY = "upload"  # {"name", "pixels": uint8 32×32×3, "preview", "size"}
@@ -118,16 +120,12 @@ def slug(name: str) -> str:
 
 def current_model() -> str:
     """The model picked in the sidebar (the registry's first by default)."""
-    from cifar.models import list_models
-
     model = st.session_state.get(MODEL)
     return model if model in list_models() else list_models()[0]
 
 
 def other_model(model: str) -> str:
     """The other registered model (the app compares two)."""
-    from cifar.models import list_models
-
     return next(m for m in list_models() if m != model)
 
 

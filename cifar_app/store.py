@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from cifar import CLASSES, MEAN, STD, SHORT_CLASSES
+from cifar import CLASSES, MEAN, STD
 from cifar.bundle import BUNDLE_FILE, TestImages, load_bundle
 from cifar.checkpoints import run_files
 from cifar.data import DataError, cifar_test_file, resolve_data_dir
 from cifar.models import get_model
 from cifar_app import advice
 from cifar_app.advice import Advice
+from cifar_app.tables import short_name
 
 ENV_CHECKPOINTS = "CIFAR_CHECKPOINTS"
 DEFAULT_CHECKPOINTS = "checkpoints"
@@ -140,8 +141,7 @@ def tensor_shapes(model: str, paths: Paths) -> dict[str, tuple[int, ...]]:
 
 def class_names(meta: dict[str, Any] | None) -> tuple[str, ...]:
     """Display names of the classes a checkpoint was trained on (the report's short names for CIFAR-10's)."""
-    names = (meta or {}).get("classes") or CLASSES
-    return tuple(SHORT_CLASSES[CLASSES.index(n)] if n in CLASSES else str(n) for n in names)
+    return tuple(short_name(str(n)) for n in (meta or {}).get("classes") or CLASSES)
 
 
 def normalization(meta: dict[str, Any] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -221,20 +221,9 @@ def load_test_images(paths: Paths) -> TestImages:
                           advice.for_bundle(paths)) from None
 
 
-def data_source(paths: Paths, summaries: list[dict[str, Any]], images_full: bool = False) -> dict[str, Any] | None:
-    """Which CIFAR-10 something comes from: {"name", "official", ...}, or None if not recorded.
-
-    For the numbers (images_full False): what their evaluations recorded (cifar.evaluate writes it
-    into the metrics JSON), whatever data this machine holds. For the images (images_full True: the
-    whole test set read from the data folder): that folder, told by its test batch's md5.
-    """
-    from cifar.data import describe_source
-
-    if images_full and paths.test_batch.is_file():
-        try:
-            return describe_source(paths.test_batch)
-        except OSError:
-            pass
+def recorded_source(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Which CIFAR-10 the numbers come from, as their evaluations recorded it ({"name", "official", ...};
+    cifar.evaluate writes it into the metrics JSON), whatever data this machine holds; None if not recorded."""
     recorded = [s.get("data") for s in summaries if isinstance(s.get("data"), dict) and "name" in s["data"]]
     return recorded[0] if recorded else None
 

@@ -295,6 +295,21 @@ def test_full_test_set_is_used_when_the_data_is_there(ckpt, monkeypatch):
     assert at.image
 
 
+def test_with_other_data_here_the_numbers_still_name_their_own(ckpt, damaged, monkeypatch):
+    # The metrics say they were measured on the JPEG copy; the data folder holds the synthetic set.
+    for model in ("cnn", "resnet18"):
+        path = damaged / f"{model}.metrics.json"
+        summary = json.loads(path.read_text())
+        summary["data"] = {"name": "CIFAR-10 (JPEG re-encoded copy)", "official": False}
+        path.write_text(json.dumps(summary))
+    monkeypatch.setenv("CIFAR10_DIR", str(ckpt.parent / "data"))  # the fixture's synthetic test set
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert "Data: CIFAR-10 (JPEG re-encoded copy)" in "\n".join(c.value for c in at.sidebar.caption)
+    at.switch_page(PAGES["feature_maps"]).run()
+    no_exception(at)
+    assert "not the official archive: its test batch differs" in at.number_input(key="image").help
+
+
 # ------------------------------------------------------------------------------ uploads
 
 

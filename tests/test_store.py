@@ -145,12 +145,14 @@ def test_every_registered_model_has_a_measured_retrain_time():
 def test_numbers_keep_the_data_they_were_measured_on_whatever_data_is_here(cifar_root, tmp_path):
     """The shipped metrics say "JPEG copy"; a data folder holding another test set describes the images
     the app shows, never the numbers."""
+    from cifar.data import describe_source
+
     paths = store.Paths(tmp_path, cifar_root)  # the synthetic set: not the official archive, not the copy
     recorded = {"data": {"name": "CIFAR-10 (JPEG re-encoded copy)", "official": False}}
-    assert store.data_source(paths, [recorded])["name"] == "CIFAR-10 (JPEG re-encoded copy)"
-    images = store.data_source(paths, [recorded], images_full=True)
+    assert store.recorded_source([recorded])["name"] == "CIFAR-10 (JPEG re-encoded copy)"
+    images = describe_source(paths.test_batch)  # what cache.data_source(images=True) says of the folder
     assert images["name"].startswith("CIFAR-10 (not the official archive") and images["official"] is False
-    assert store.data_source(store.Paths(tmp_path, tmp_path / "none"), []) is None
+    assert store.recorded_source([]) is None
 
 
 def test_the_default_checkpoint_folder_is_the_repositorys_from_anywhere(monkeypatch, tmp_path):
