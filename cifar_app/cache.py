@@ -264,3 +264,109 @@ def predict(model: str, image: np.ndarray) -> np.ndarray:
     x, _, _ = _inputs(model, image)
     return _probs(model_key(model), image, load_model(model), x)
 
+
+
+# ------------------------------------------------------------------------------ training-data attribution
+
+
+def _train_batches(p: Paths) -> list[Path]:
+    from cifar.data import TRAIN_FILES
+
+    return [p.test_batch.parent / f for f in TRAIN_FILES]
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _digest(path: str, version: tuple) -> str:
+    from cifar.influence import checkpoint_digest
+
+    return checkpoint_digest(path)  # a sha256 of 18-45 MB: once per file version
+
+
+@st.cache_resource(show_spinner="Reading the training images…", max_entries=1)
+def _train_pixels(data: str, version: tuple) -> np.ndarray:
+    from cifar.data import load_cifar10
+
+    pixels = load_cifar10(data).train_images
+    pixels.flags.writeable = False
+    return pixels
+
+
+@st.cache_resource(show_spinner="Reading the training images' features…", max_entries=len(list_models()))
+def _influence_bank(model: str, ckpt: str, data: str, cache_root: str, version: tuple):
+    from cifar_app import influences
+
+    p = _paths(ckpt, data)
+    digest = _digest(str(p.checkpoint(model)), store.file_key(p.checkpoint(model)))
+    have_pixels = all(f.is_file() for f in _train_batches(p))
+    full = influences.load_full(model, digest, have_pixels, Path(cache_root))
+    if full is not None:
+        bank, test = full
+        return bank, test, None  # pixels: _train_pixels, by official index
+    return influences.load_demo(model, digest, p)
+
+
+def influence_bank(model: str):
+    """(influences.Bank, influences.TestBank, demo pixels or None when the dataset's are used). Raises
+    Unavailable. Shared by all sessions (read-only)."""
+    from cifar import influence
+    from cifar_app import influences
+
+    metadata(model)  # a missing checkpoint says so first
+    p = paths()
+    root = influence.cache_root()
+    digest = _digest(str(p.checkpoint(model)), store.file_key(p.checkpoint(model)))
+    cached = influences.cache_files(model, digest, root)
+    version = (store.file_key(p.checkpoint(model)), store.file_key(influences.demo_path(p)),
+               *(store.file_key(f) for f in cached), *(store.file_key(f) for f in _train_batches(p)))
+    return _influence_bank(model, str(p.checkpoint(model).parent), str(p.data), str(root), version)
+
+
+def training_image(model: str, position: int) -> np.ndarray:
+    """The pixels of one row of influence_bank(model)."""
+    bank, _, pixels = influence_bank(model)
+    if pixels is not None:
+        return pixels[position]
+    p = paths()
+    return _train_pixels(str(p.data), tuple(store.file_key(f) for f in _train_batches(p)))[bank.indices[position]]
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
+def _penultimate(key: tuple, image: np.ndarray, _net, _x) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from cifar.features import penultimate as capture
+
+    def run():
+        f, logits = capture(_net, _x)
+        return f[0].numpy(), torch.softmax(logits, 1)[0].numpy()
+
+    return memory.on_torch_thread(run)
+
+
+def penultimate(model: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features (D,), probabilities (C,)) of one uint8 32×32×3 image, fp32."""
+    x, _, _ = _inputs(model, image)
+    return _penultimate(model_key(model), image, load_model(model), x)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
+def _ranked(key: tuple, bank_id: int, image: np.ndarray, target: int, k: int, cosine: bool, _bank, _features, _probs):
+    from cifar_app import influences
+
+    return influences.rank(_bank, _features, _probs, target, k, cosine)
+
+
+def ranked(model: str, image: np.ndarray, target: int, k: int, cosine: bool = True):
+    """influences.Ranked: proponents, opponents and nearest training images of one image for `target`."""
+    bank, _, _ = influence_bank(model)
+    features, probs = penultimate(model, image)
+    return _ranked(model_key(model), id(bank), image, int(target), int(k), bool(cosine), bank, features, probs)
+
+
+def test_nearest(model: str, image: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(test indices, cosine similarities) of the k test images nearest one image in feature space."""
+    from cifar_app import influences
+
+    _, test, _ = influence_bank(model)
+    features, _ = penultimate(model, image)
+    return influences.test_neighbours(test, features, k, exclude)

@@ -180,3 +180,24 @@ def training_panel(history: Sequence[Mapping[str, float]], best_epoch: int, widt
              training_curve(history, best_epoch, "accuracy", height=190).properties(width=width),
              lr_schedule(history, best_epoch, height=150).properties(width=width)]
     return alt.vconcat(*parts, spacing=18).resolve_scale(color="shared")
+
+
+POINT_SELECTION = "point"  # the embedding scatter's click selection; the page reads event.selection[POINT_SELECTION]
+
+
+def embedding_scatter(records: Sequence[Mapping[str, Any]], names: Sequence[str] = SHORT_CLASSES,
+                      height: int = 520) -> alt.Chart:
+    """Test images at their 2-D projection, coloured by true class; errors as larger crosses. A click
+    selects one image through the point selection POINT_SELECTION on the field `index`."""
+    df = pd.DataFrame(list(records), columns=["index", "x", "y", "true", "predicted", "p", "result", "image"])
+    sel = alt.selection_point(name=POINT_SELECTION, fields=["index"], on="click", toggle=False)
+    return alt.Chart(df).mark_point(filled=True).encode(
+        x=alt.X("x:Q", title="principal component 1", axis=alt.Axis(grid=False)),
+        y=alt.Y("y:Q", title="principal component 2", axis=alt.Axis(grid=False)),
+        color=alt.Color("true:N", title="true class", sort=list(names), scale=alt.Scale(scheme="tableau10")),
+        shape=alt.Shape("result:N", title=None, scale=alt.Scale(domain=["correct", "error"], range=["circle", "cross"])),
+        size=alt.condition(alt.datum.result == "error", alt.value(55), alt.value(14)),
+        opacity=alt.condition(sel, alt.value(0.9), alt.value(0.25)),
+        tooltip=[alt.Tooltip("index:Q", title="test image"), "true:N", "predicted:N",
+                 alt.Tooltip("p:Q", title="confidence", format=".2f")],
+    ).add_params(sel).properties(height=height)

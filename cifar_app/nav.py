@@ -52,6 +52,15 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("your_image", "your_image.py", "Try your own image", ":material/upload:", "your-image", "Explain", False,
              "Upload a photo and see what both models make of it.",
              heading="Try your own image"),
+    PageSpec("training_images", "training_images.py", "Training images", ":material/dataset:", "training-images",
+             "Explain", False, "The training images that support or oppose a prediction (TracIn), and the nearest ones.",
+             heading="Training images behind it"),
+    PageSpec("embedding", "embedding.py", "Embedding map", ":material/scatter_plot:", "embedding-map", "Results", True,
+             "Every test image on a 2-D map of the model's features; click one for its neighbours.",
+             heading="Embedding map"),
+    PageSpec("label_errors", "label_errors.py", "Label-error candidates", ":material/report:", "label-errors",
+             "Results", True, "Test images both models confidently call another class; training images of highest "
+             "self-influence.", heading="Label-error candidates"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 

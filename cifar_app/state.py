@@ -40,6 +40,9 @@ TOP = "top"  # how many feature-map channels are shown
 ORDER, ONLY = "order", "only"  # the Misclassifications gallery's order and its other-model filter
 CELLS = "cells"  # what the confusion matrix's cells show
 TRUE, PRED = "true", "pred"  # a (true → predicted) cell of the confusion matrix
+K = "k"  # how many training images the Training images page shows per list
+SCORE = "score"  # its TracIn score: "cosine" or "raw"
+CONFIDENCE = "conf"  # the Label-error candidates page's probability threshold
 
 
 def _written() -> dict[str, str]:

@@ -186,3 +186,14 @@ def explain_image() -> dict | None:
     label = int(images.labels[pos])
     return {"image": images.images[pos].copy(), "label": label, "index": int(index),
             "title": f"test image #{index} (a {cache.classes()[label]})"}
+
+
+def thumbs(pixels: list[np.ndarray], captions: list[str], columns: int = 8, scale: int = 2) -> None:
+    """A row-major grid of small images with captions (training images, neighbours)."""
+    if not pixels:
+        st.caption("None.")
+        return
+    for row in range(0, len(pixels), columns):
+        for col, px, cap in zip(st.columns(columns), pixels[row: row + columns], captions[row: row + columns]):
+            with col:
+                image(px, scale, caption=cap)
