@@ -23,6 +23,7 @@ pick = widgets.explain_image()
 if pick is None:
     st.stop()
 names = cache.classes()
+st.page_link(nav.PAGE_FILES["training_images"], label="The training images behind this", icon=":material/dataset:")
 
 # --------------------------------------------------------------------------- the shared controls
 views = {"grid": "All methods", "detail": "One method in detail"}

@@ -96,6 +96,9 @@ def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE,
                 if st.button("Explain", key=f"{key}_x{idx}", icon=":material/search:",
                              help=f"Open test image #{idx} in Feature maps and Attributions"):
                     send_to_explain(int(idx))
+                if st.button("Training images", key=f"{key}_t{idx}", icon=":material/dataset:",
+                             help=f"The training images behind the predictions for test image #{idx}"):
+                    send_to_explain(int(idx), "training_images")
 
 
 def pair_gallery(model: str, true: int, pred: int, key: str, *, other_right: bool | None = None,

@@ -103,3 +103,17 @@ def test_embedding_map_and_label_error_pages(built, tmp_path, monkeypatch):
     assert "both models confidently call another class" in text and "highest self-influence" in text
     at.slider(key="le_conf").set_value(0.5).run()
     assert not at.exception and at.query_params[state.CONFIDENCE] == "0.5"
+
+
+def test_one_click_from_the_gallery_to_the_training_images(built, tmp_path, monkeypatch):
+    ckpt, _, _ = built
+    at = run("misclassifications", monkeypatch, ckpt, tmp_path / "no-data", tmp_path / "no-cache", **{state.MODEL: "cnn"})
+    button = next(b for b in at.button if b.key and b.key.startswith("mis_cnn_t"))
+    index = int(button.key.rsplit("_t", 1)[1])
+    button.click().run()
+    assert not at.exception
+    assert at.title[0].value == "Training images behind it"
+    assert at.session_state[state.IMAGE] == index and "Proponents of" in texts(at)
+    at = run("attributions", monkeypatch, ckpt, tmp_path / "no-data", tmp_path / "no-cache", **{state.IMAGE: index})
+    links = [e for e in at.get("page_link") if "training images behind" in e.proto.label]
+    assert links and links[0].proto.page == "training-images"  # the page's URL path
