@@ -181,3 +181,52 @@ def test_cli_without_data_or_checkpoints_says_what_is_missing(app_checkpoints, t
     assert influence.main(["--data-dir", str(tmp_path / "none"), "--checkpoints", str(app_checkpoints)]) == 2
     err = capsys.readouterr().err
     assert "CIFAR-10 not found" in err and "--data-dir" in err
+
+
+def test_the_apps_ranking_equals_the_core_scores():
+    """cifar_app.influences.rank (one product for TracIn and neighbours, cosine via norms) agrees with
+    cifar.influence's plain formulas."""
+    from cifar_app import influences as views
+
+    rng = np.random.default_rng(2)
+    probs = rng.dirichlet(np.ones(10), size=300).astype(np.float32)
+    fs = influence.FeatureSet(np.abs(rng.normal(size=(300, 24))).astype(np.float32), probs,
+                              rng.integers(0, 10, 300), np.arange(300) * 3)
+    bank = views.make_bank(fs, True, 300, "test")
+    a, p = np.abs(rng.normal(size=24)).astype(np.float32), rng.dirichlet(np.ones(10)).astype(np.float32)
+    for cosine in (False, True):
+        r = views.rank(bank, a, p, 4, k=5, cosine=cosine)
+        want = influence.tracin_scores([fs.features], [fs.grads], [a], [influence.loss_gradients(p, 4)], cosine=cosine)[0]
+        assert r.proponents.tolist() == influence.top_k(want, 5).tolist()
+        assert r.opponents.tolist() == influence.top_k(want, 5, largest=False).tolist()
+        np.testing.assert_allclose(r.proponent_scores, want[r.proponents], rtol=1e-4)
+    near, _ = influence.nearest(a, influence.unit_rows(fs.features), 5)
+    assert r.neighbours.tolist() == near.tolist()
+    np.testing.assert_allclose(bank.self_influence, influence.self_influence([fs.features], [fs.grads]))
+
+
+def test_confident_disagreements_need_both_models_on_the_same_other_class():
+    from cifar_app.influences import confident_disagreements
+
+    labels = np.array([0, 1, 2, 3])
+    a = np.array([[0.05, 0.95, 0], [0.1, 0.9, 0], [0.0, 0.97, 0.03], [0.02, 0.98, 0]])
+    b = np.array([[0.02, 0.98, 0], [0.0, 0.99, 0.01], [0.0, 0.05, 0.95], [0.5, 0.5, 0]])
+    a, b = np.pad(a, ((0, 0), (0, 1))), np.pad(b, ((0, 0), (0, 1)))
+    idx, agreed, low = confident_disagreements(labels, [a, b], 0.9)
+    # 0: both say 1 (label 0); 1: right; 2: they disagree with each other; 3: b is not confident.
+    assert idx.tolist() == [0] and agreed.tolist() == [1] and low.tolist() == [0.95]
+
+
+def test_embedding_scatter_selects_a_point_by_index():
+    from cifar_app import charts
+    from cifar_app.influences import map_records, selected_point
+
+    xy = np.array([[0.0, 1.0], [2.0, 3.0]], dtype=np.float32)
+    probs = np.array([[0.9, 0.1], [0.3, 0.7]])
+    records = map_records(xy, np.array([0, 0]), probs.argmax(1), probs, ["plane", "car"], np.array([True, False]))
+    assert [r["result"] for r in records] == ["correct", "error"] and records[1]["image"] is False
+    spec = charts.embedding_scatter(records, ["plane", "car"]).to_dict()
+    params = spec["params"]
+    assert params[0]["name"] == charts.POINT_SELECTION and params[0]["select"]["fields"] == ["index"]
+    assert spec["encoding"]["shape"]["field"] == "result"
+    assert selected_point([{"index": 1, "x": 2.0}]) == 1 and selected_point([]) is None
