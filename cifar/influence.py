@@ -31,7 +31,7 @@ import numpy as np
 DEMO_FILE = "influence_demo.npz"
 CACHE_ENV = "CIFAR_EXPLAIN_CACHE"  # where the per-checkpoint caches live; else ~/.cache/cifar-explain
 CACHE_SUBDIR = "influence"
-PER_CLASS = 200  # the demo subset's training images per class
+PER_CLASS = 300  # the demo subset's training images per class
 TOP_SELF = 50  # the highest self-influence images per model, added to the demo subset
 BUILD_COMMAND = "python -m cifar.influence --data-dir ../shared/cifar10"
 

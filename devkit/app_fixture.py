@@ -7,6 +7,7 @@
     root/checkpoints/resnet18.safetensors  ResNet18, untrained, made-up history (see train_tiny)
     root/checkpoints/demo_images.npz       a bundle holding all 100 synthetic test images
     root/checkpoints/tune_cnn.csv          a 2×2 lr × batch_size grid as cifar.tune writes it
+    root/checkpoints/influence_demo.npz    the training-data pages' subset (python -m cifar.influence)
 
 Both models are barely better than chance, so their confusion matrices have many off-diagonal
 cells, which is what the gallery tests need.
@@ -97,6 +98,11 @@ def build_app_checkpoints(root: str | Path) -> Path:
     data = load_cifar10(data_root)
     write_bundle(ckpt / BUNDLE_FILE, data.test_images, data.test_labels, np.arange(len(data.test_labels)))
     write_tune_csv(ckpt / TUNE_FILE)
+    # The training-data pages' demo subset (checkpoints/influence_demo.npz); its feature cache stays under root.
+    from cifar.influence import main as build_influence
+
+    build_influence(["--data-dir", str(data_root), "--checkpoints", str(ckpt), "--cache-dir", str(root / "cache"),
+                     "--per-class", "3", "--top-self", "2"])
     return ckpt
 
 
@@ -128,7 +134,10 @@ def app_checkpoints_once(tmp_path_factory) -> Path:
         from cifar.checkpoints import run_files
 
         folder = Path(reuse or ".") / "checkpoints"
-        needed = [run_files(folder, m).weights for m in list_models()] + [folder / BUNDLE_FILE, folder / TUNE_FILE]
+        from cifar.influence import DEMO_FILE
+
+        needed = [run_files(folder, m).weights for m in list_models()] + [folder / BUNDLE_FILE, folder / TUNE_FILE,
+                                                                          folder / DEMO_FILE]
         if reuse and all(f.is_file() for f in needed):
             _BUILT["ckpt"] = Path(reuse) / "checkpoints"
         else:
