@@ -97,7 +97,11 @@ def load_full(model: str, digest: str, train_images_available: bool, root: Path 
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # a broken cache: fall back on the demo subset
     bank = make_bank(train, True, len(train.labels), f"the feature cache {train_path.parent}")
-    return bank, make_test_bank(test.features, test.indices, influence.pca_2d(test.features))
+    try:
+        xy = np.load(train_path.parent / influence.MAP_FILE)
+    except (OSError, ValueError):  # a cache from before the map was stored
+        xy = influence.pca_2d(test.features)
+    return bank, make_test_bank(test.features, test.indices, xy)
 
 
 def load_demo(model: str, digest: str, paths: Paths) -> tuple[Bank, TestBank, np.ndarray]:

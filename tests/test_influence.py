@@ -168,6 +168,8 @@ def test_cli_writes_the_cache_and_the_demo_subset(app_checkpoints, tmp_path, cap
             np.array([np.flatnonzero(cached.indices == i)[0] for i in fs.indices])
         np.testing.assert_allclose(fs.features, cached.features[rows], rtol=1e-2, atol=1e-2)  # fp16 in the demo
         assert demo.test_xy[model].shape == (100, 2)
+        stored = np.load(influence.cache_dir(model, digest, tmp_path / "cache") / influence.MAP_FILE)
+        np.testing.assert_array_equal(stored, demo.test_xy[model])  # the same map with or without the dataset
         info = json.loads((influence.cache_dir(model, digest, tmp_path / "cache") / "info.json").read_text())
         assert info["train"]["images"] == len(cached.indices)
     # The second run reads the cache instead of recomputing.
