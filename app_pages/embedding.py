@@ -43,12 +43,12 @@ def _pick(chart_key: str) -> None:
 records = influences.map_records(test.xy, ev["labels"], ev["preds"], ev["probs"], names, shown)
 left, right = st.columns([3, 2])
 with left:
-    st.altair_chart(charts.embedding_scatter(records, names), key=key, on_select=partial(_pick, key),
+    st.altair_chart(charts.embedding_scatter(records, names, selected=st.session_state.get(state.IMAGE)), key=key, on_select=partial(_pick, key),
                     selection_mode=charts.POINT_SELECTION, width="stretch")
     errors = int((ev["preds"] != ev["labels"]).sum())
     st.caption(f"All {n:,} test images; {errors:,} errors as crosses. Axes: the first two principal components of "
-               f"{title}'s {bank.features.shape[1]:,} penultimate features (numpy SVD, fixed signs). Click a point to "
-               f"pick it.")
+               f"{title}'s {bank.features.shape[1]:,} penultimate features (PCA in numpy, fixed signs); the ringed point is "
+               f"the picked image. Click a point to pick another.")
 index = st.session_state.get(state.IMAGE)
 if index is None or not 0 <= int(index) < n:
     index = int(np.flatnonzero(ev["preds"] != ev["labels"])[0]) if errors else 0
@@ -68,7 +68,7 @@ with right:
     b1, b2 = st.columns(2)
     if b1.button("Explain", icon=":material/search:", help="Open this image in Feature maps and Attributions"):
         widgets.send_to_explain(index, "attributions")
-    if b2.button("Training images behind it", icon=":material/dataset:"):
+    if b2.button("Training images", icon=":material/dataset:", help="The training images behind this prediction"):
         widgets.send_to_explain(index, "training_images")
 
 st.subheader("Nearest neighbours in feature space")
@@ -79,11 +79,11 @@ except Unavailable as e:
     st.stop()
 idx, sims = cache.test_nearest(model, pixels, 8, exclude=index)
 keep = images.has(idx)
-st.markdown("**Test images** (cosine similarity)")
+st.markdown("**Test images** (captions: true class, cosine similarity, test index)")
 widgets.thumbs([images.images[images.position(int(i))] for i in idx[keep]],
-               [f"{names[images.labels[images.position(int(i))]]} · {s:.3f} · #{i}" for i, s in zip(idx[keep], sims[keep])])
+               [f"{names[images.labels[images.position(int(i))]]} {s:.3f} · #{i}" for i, s in zip(idx[keep], sims[keep])])
 r = cache.ranked(model, pixels, pred, 8)
 where = f"all {len(bank):,}" if bank.full else f"{len(bank):,} of its {bank.n_split:,} (the demo subset)"
-st.markdown(f"**Training images** (cosine similarity; among {where} training images)")
+st.markdown(f"**Training images** (among {where} training images; captions: label, cosine similarity, training index)")
 widgets.thumbs([cache.training_image(model, int(i)) for i in r.neighbours],
-               [f"{names[bank.labels[i]]} · {s:.3f} · train #{bank.indices[i]}" for i, s in zip(r.neighbours, r.similarities)])
+               [f"{names[bank.labels[i]]} {s:.3f} · #{bank.indices[i]}" for i, s in zip(r.neighbours, r.similarities)])

@@ -35,12 +35,13 @@ if evals is not None:
     idx, agreed, low = influences.confident_disagreements(labels, [e["probs"] for e in evals], threshold)
     titles = " and ".join(get_model(m).title for m in list_models())
     st.markdown(f"**{len(idx)}** of {len(labels):,} test images: {titles} predict the same class, not the label, "
-                f"each with p ≥ {threshold:.2f}; ordered by the lower of their probabilities, highest first.")
+                f"each with p ≥ {threshold:.2f}; ordered by the lower of their probabilities, highest first. Captions: test "
+                f"index, label → the class both predict, the lower probability.")
     keep = images.has(idx)
     shown = idx[keep][:48]
     widgets.thumbs([images.images[images.position(int(i))] for i in shown],
-                   [f"#{i} · label {names[labels[i]]} · both: {names[a]} ({formats.probability(p)})"
-                    for i, a, p in zip(shown, agreed[keep][:48], low[keep][:48])], columns=6)
+                   [f"#{i} {names[labels[i]]} → {names[a]} {formats.probability(p)}"
+                    for i, a, p in zip(shown, agreed[keep][:48], low[keep][:48])], columns=8)
     if len(idx) > len(shown):
         st.caption(f"The first {len(shown)} shown.")
     if len(shown):
@@ -63,8 +64,8 @@ where = (f"all {len(bank):,} training images" if bank.full else
          f"highest of all {bank.n_split:,}")
 st.caption(f"Self-influence |g|²·|a|²: how much a training image's own final-layer gradient step changes its own "
            f"loss; high for atypical, ambiguous or mislabelled images. Ranked among {where}. Captions: label, the "
-           f"model's probability for that label, self-influence.")
+           f"model's probability for that label, self-influence, training index.")
 widgets.thumbs([cache.training_image(model, int(i)) for i in top],
-               [f"{names[bank.labels[i]]} · p {formats.probability(bank.probs[i, bank.labels[i]])} · "
-                f"{bank.self_influence[i]:.3g} · train #{bank.indices[i]}" for i in top], columns=6)
+               [f"{names[bank.labels[i]]} {formats.probability(bank.probs[i, bank.labels[i]])} · "
+                f"{bank.self_influence[i]:.3g} · #{bank.indices[i]}" for i in top], columns=8)
 state.share(**{state.CONFIDENCE: f"{threshold:g}"})

@@ -53,7 +53,7 @@ def _score(x: float) -> str:
 
 def _train_thumbs(model: str, bank, positions, values, fmt) -> None:
     widgets.thumbs([cache.training_image(model, int(i)) for i in positions],
-                   [f"{names[bank.labels[i]]} · {fmt(v)} · train #{bank.indices[i]}" for i, v in zip(positions, values)],
+                   [f"{names[bank.labels[i]]} {fmt(v)} · #{bank.indices[i]}" for i, v in zip(positions, values)],
                    columns=4)
 
 
@@ -75,7 +75,7 @@ for model in widgets.model_columns():
     st.caption(f"Ranked {where}; from {bank.source}. {influences.CHECKPOINT_NOTE}.")
     with st.spinner("Ranking the training images…"):
         r = cache.ranked(model, pick["image"], target, k, score == "cosine")
-    st.markdown(f"**Proponents of {names[target]}** (support it)")
+    st.markdown(f"**Proponents of {names[target]}** (support it; captions: label, score, training index)")
     _train_thumbs(model, bank, r.proponents, r.proponent_scores, _score)
     st.markdown(f"**Opponents of {names[target]}** (argue against it)")
     _train_thumbs(model, bank, r.opponents, r.opponent_scores, _score)
@@ -86,5 +86,5 @@ for model in widgets.model_columns():
     if images is not None:
         keep = images.has(idx)
         widgets.thumbs([images.images[images.position(int(i))] for i in idx[keep]],
-                       [f"{names[images.labels[images.position(int(i))]]} · {s:.3f} · test #{i}"
+                       [f"{names[images.labels[images.position(int(i))]]} {s:.3f} · #{i}"
                         for i, s in zip(idx[keep], sims[keep])], columns=4)

@@ -186,12 +186,13 @@ POINT_SELECTION = "point"  # the embedding scatter's click selection; the page r
 
 
 def embedding_scatter(records: Sequence[Mapping[str, Any]], names: Sequence[str] = SHORT_CLASSES,
-                      height: int = 520) -> alt.Chart:
-    """Test images at their 2-D projection, coloured by true class; errors as larger crosses. A click
-    selects one image through the point selection POINT_SELECTION on the field `index`."""
+                      height: int = 520, selected: int | None = None) -> alt.Chart | alt.LayerChart:
+    """Test images at their 2-D projection, coloured by true class; errors as larger crosses; the
+    `selected` image ringed. A click selects one image through the point selection POINT_SELECTION on
+    the field `index`."""
     df = pd.DataFrame(list(records), columns=["index", "x", "y", "true", "predicted", "p", "result", "image"])
     sel = alt.selection_point(name=POINT_SELECTION, fields=["index"], on="click", toggle=False)
-    return alt.Chart(df).mark_point(filled=True).encode(
+    points = alt.Chart(df).mark_point(filled=True).encode(
         x=alt.X("x:Q", title="principal component 1", axis=alt.Axis(grid=False)),
         y=alt.Y("y:Q", title="principal component 2", axis=alt.Axis(grid=False)),
         color=alt.Color("true:N", title="true class", sort=list(names), scale=alt.Scale(scheme="tableau10")),
@@ -200,4 +201,10 @@ def embedding_scatter(records: Sequence[Mapping[str, Any]], names: Sequence[str]
         opacity=alt.condition(sel, alt.value(0.9), alt.value(0.25)),
         tooltip=[alt.Tooltip("index:Q", title="test image"), "true:N", "predicted:N",
                  alt.Tooltip("p:Q", title="confidence", format=".2f")],
-    ).add_params(sel).properties(height=height)
+    ).add_params(sel)
+    ring = df[df["index"] == selected]
+    if selected is None or ring.empty:
+        return points.properties(height=height)
+    marker = alt.Chart(ring).mark_point(size=400, strokeWidth=3, color="black", filled=False).encode(
+        x="x:Q", y="y:Q", tooltip=[alt.Tooltip("index:Q", title="picked test image")])
+    return alt.layer(points, marker).properties(height=height)

@@ -191,7 +191,7 @@ def explain_image() -> dict | None:
             "title": f"test image #{index} (a {cache.classes()[label]})"}
 
 
-def thumbs(pixels: list[np.ndarray], captions: list[str], columns: int = 8, scale: int = 2) -> None:
+def thumbs(pixels: list[np.ndarray], captions: list[str], columns: int = 8, scale: int = 3) -> None:
     """A row-major grid of small images with captions (training images, neighbours)."""
     if not pixels:
         st.caption("None.")

@@ -232,3 +232,6 @@ def test_embedding_scatter_selects_a_point_by_index():
     assert params[0]["name"] == charts.POINT_SELECTION and params[0]["select"]["fields"] == ["index"]
     assert spec["encoding"]["shape"]["field"] == "result"
     assert selected_point([{"index": 1, "x": 2.0}]) == 1 and selected_point([]) is None
+    ringed = charts.embedding_scatter(records, ["plane", "car"], selected=1).to_dict()
+    assert len(ringed["layer"]) == 2 and ringed["params"][0]["name"] == charts.POINT_SELECTION  # Altair lifts it up
+    assert charts.embedding_scatter(records, ["plane", "car"], selected=99).to_dict().get("layer") is None
