@@ -95,6 +95,9 @@ CONTENT = {
     "feature_maps": ["Feature maps · CustomCNN", "strongest"],
     "attributions": ["Attributions", "Integrated Gradients", "Occlusion", "target"],
     "your_image": ["Try your own image", "Upload"],
+    "training_images": ["Training images behind it", "Proponents of", "Opponents of", "the demo subset"],
+    "embedding": ["Embedding map · CustomCNN", "errors as crosses", "Nearest neighbours in feature space"],
+    "label_errors": ["Label-error candidates · CustomCNN", "highest self-influence"],
 }
 
 
