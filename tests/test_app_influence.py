@@ -117,3 +117,15 @@ def test_one_click_from_the_gallery_to_the_training_images(built, tmp_path, monk
     at = run("attributions", monkeypatch, ckpt, tmp_path / "no-data", tmp_path / "no-cache", **{state.IMAGE: index})
     links = [e for e in at.get("page_link") if "training images behind" in e.proto.label]
     assert links and links[0].proto.page == "training-images"  # the page's URL path
+
+
+def test_an_upload_gets_its_training_images_too(built, tmp_path, monkeypatch):
+    ckpt, _, _ = built
+    pixels = np.full((32, 32, 3), 200, dtype=np.uint8)
+    upload = {"name": "grey.png", "pixels": pixels, "preview": pixels, "size": (32, 32)}
+    at = run("training_images", monkeypatch, ckpt, tmp_path / "no-data", tmp_path / "no-cache",
+             **{state.UPLOAD_KEY: upload, state.SOURCE: "upload"})
+    text = texts(at)
+    assert "Your upload *grey.png*" in text and text.count("Proponents of") == 2
+    assert "the true class" not in at.radio(key="ti_target").options  # an upload has no label
+    assert "(itself left out)" not in text
