@@ -60,7 +60,7 @@ def test_without_the_dataset_the_page_ranks_the_demo_subset_and_says_so(built, t
     assert text.count(f"among **{n:,}** of its 64 training images (the demo subset") == 2  # both models
     assert "Proponents of" in text and "Opponents of" in text and "TracIn over 1 checkpoint: the final weights" in text
     captions = [c for img in at.image for c in img.captions]
-    assert sum("train #" in c for c in captions) >= 2 * 8  # at least the 8 nearest training images, both models
+    assert sum(" · #" in c for c in captions) >= 2 * 16  # at least the 8 nearest training and test images, both models
     assert at.query_params[state.IMAGE] == "7" and at.query_params[state.SCORE] == "cosine"
 
 
