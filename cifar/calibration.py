@@ -161,10 +161,11 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, *, max_iter: int = 1
     """Temperature scaling: the T > 0 minimising the NLL of softmax(logits / T) on held-out data.
 
     LBFGS over log T (so T stays positive) in float64 with a strong-Wolfe line search; starts at T = 1.
-    Returns temperature, nll_before, nll_after and seconds. Dividing by T leaves every argmax, so the
+    Returns temperature, nll_before, nll_after and seconds (the fit, not the one-off imports). Dividing by T leaves every argmax, so the
     accuracy, as it is.
     """
     import torch
+    import torch._dynamo  # noqa: F401  torch.optim's first step imports it (2-6 s, once per process): not the fit
 
     start = time.perf_counter()
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)

@@ -16,8 +16,12 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-# Numpy-only, so the app can import them without scikit-learn; re-exported here for the callers of metrics.
-from cifar.calibration import expected_calibration_error, reliability_bins, softmax  # noqa: F401
+from cifar import calibration
+
+# Numpy-only, in cifar.calibration so the app can import them without scikit-learn; kept here for metrics' callers.
+softmax = calibration.softmax
+reliability_bins = calibration.reliability_bins
+expected_calibration_error = calibration.expected_calibration_error
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -90,10 +90,26 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
     splits = make_splits(data, val_size, split_seed)
     classes = list(meta.get("classes") or data.classes)
     seconds: dict[str, float] = {}
+    cache = Path(cache_dir) if cache_dir else None
+    stat = checkpoint.stat()
+
+    def scored(what: str, images: torch.Tensor, desc: str) -> tuple[np.ndarray, np.ndarray]:
+        """fp32 (logits, features) of images, kept in the cache folder: a rerun (new detectors, new
+        table) then costs no forward pass."""
+        path = cache / f"{name}-{stat.st_size}-{stat.st_mtime_ns}-fp32-{what}.npz" if cache else None
+        if path is not None and path.is_file():
+            with np.load(path) as z:
+                if len(z["logits"]) == len(images):
+                    return z["logits"], z["features"]
+        logits, feats = _features(model, images, score_rt, desc, progress, batch_size)
+        if path is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp: _write(tmp, lambda f: np.savez(f, logits=logits, features=feats)))
+        return logits, feats
 
     # 1. Temperature on the validation split.
     start = time.perf_counter()
-    val_logits, _ = _features(model, splits.val_x, score_rt, "validation", progress, batch_size)
+    val_logits, _ = scored("validation", splits.val_x, "validation")
     seconds["validation_logits"] = time.perf_counter() - start
     val_y = splits.val_y.numpy()
     fit = calibration.fit_temperature(val_logits, val_y)
@@ -103,7 +119,7 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
 
     # 2. Test set: calibration before and after, and the in-distribution scores.
     start = time.perf_counter()
-    test_logits, test_feats = _features(model, splits.test_x, score_rt, "test", progress, batch_size)
+    test_logits, test_feats = scored("test", splits.test_x, "test")
     seconds["test"] = time.perf_counter() - start
     test_y = splits.test_y.numpy()
     stored = RunFiles.beside(checkpoint).evaluation
@@ -132,6 +148,8 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
 
     # 4. Thresholds at 95% TPR on the test set, then every OOD set.
     in_scores = ood.scores(test_logits, test_feats, stats)
+    qs = {k: ood.quantiles(v) for k, v in in_scores.items()}
+    in_scores[ood.COMBINED.name] = ood.combined(in_scores, qs)
     thresholds = {k: ood.threshold_at_tpr(v) for k, v in in_scores.items()}
     start = time.perf_counter()
     sets = ood_sets.make_sets(data.test_images, n_ood, seed)
@@ -140,12 +158,13 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
     start = time.perf_counter()
     for set_name, images in sets.items():
         x = torch.from_numpy(images).permute(0, 3, 1, 2)
-        logits, feats = _features(model, x, score_rt, set_name, progress, batch_size)
+        logits, feats = scored(f"ood-{set_name}-{n_ood}-{seed}", x, set_name)
         out_scores = ood.scores(logits, feats, stats)
+        out_scores[ood.COMBINED.name] = ood.combined(out_scores, qs)
         table[set_name] = {"title": ood_sets.SETS[set_name][0], "n": int(len(images)), **{
             k: {"auroc": ood.auroc(in_scores[k], out_scores[k]), "fpr95": ood.fpr_at_tpr(in_scores[k], out_scores[k]),
                 "flagged": float(np.mean(out_scores[k] < thresholds[k]))}
-            for k in in_scores}}
+            for k in in_scores}}  # the three detectors and the combined one
     seconds["ood_scores"] = time.perf_counter() - start
 
     files = RunFiles.beside(checkpoint)
@@ -162,6 +181,7 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
             "tpr": ood.TPR,
             "in_distribution": f"CIFAR-10 test set ({len(test_y):,} images)",
             "thresholds": thresholds,
+            "quantiles": qs,
             "sets": table,
             "n_per_set": n_ood, "seed": seed,
             "mahalanobis": {"file": files.mahalanobis.name, "layer": stats.layer, "dim": int(stats.means.shape[1]),

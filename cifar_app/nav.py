@@ -52,6 +52,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("your_image", "your_image.py", "Try your own image", ":material/upload:", "your-image", "Explain", False,
              "Upload a photo and see what both models make of it.",
              heading="Try your own image"),
+    PageSpec("calibration", "calibration.py", "Calibration", ":material/verified:", "calibration", "Results", False,
+             "Can a confidence be trusted? Reliability, temperature scaling, and when an image is unlike CIFAR-10.",
+             heading="Calibration and out-of-distribution images"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 

@@ -40,6 +40,7 @@ TOP = "top"  # how many feature-map channels are shown
 ORDER, ONLY = "order", "only"  # the Misclassifications gallery's order and its other-model filter
 CELLS = "cells"  # what the confusion matrix's cells show
 TRUE, PRED = "true", "pred"  # a (true → predicted) cell of the confusion matrix
+CALIBRATED = "calibrated"  # the sidebar switch: probabilities after temperature scaling (default) or raw
 
 
 def _written() -> dict[str, str]:
@@ -129,6 +130,14 @@ def other_model(model: str) -> str:
     return next(m for m in list_models() if m != model)
 
 
+def calibrated() -> bool:
+    """The sidebar switch: show probabilities after temperature scaling (the default) or the raw softmax."""
+    return bool(st.session_state.get(CALIBRATED, True))
+
+
 def share(**values: Any) -> None:
-    """Put the page's shareable values, and the sidebar's model, in the address bar (see `publish`)."""
-    publish({MODEL: current_model(), **values})
+    """Put the page's shareable values, and the sidebar's model and switch, in the address bar (see `publish`).
+
+    The switch travels only when off (calibrated=0), so a link keeps its default short.
+    """
+    publish({MODEL: current_model(), CALIBRATED: None if calibrated() else 0, **values})

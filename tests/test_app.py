@@ -95,6 +95,8 @@ CONTENT = {
     "feature_maps": ["Feature maps · CustomCNN", "strongest"],
     "attributions": ["Attributions", "Integrated Gradients", "Occlusion", "target"],
     "your_image": ["Try your own image", "Upload"],
+    "calibration": ["Calibration and out-of-distribution images", "temperature T", "Reliability diagram",
+                    "Out-of-distribution detection", "No dataset here (the demo)"],
 }
 
 

@@ -139,6 +139,18 @@ def test_mahalanobis_separates_features_far_from_the_class_means(tmp_path):
     assert again.layer == "fc" and again.n_train == 5000
 
 
+def test_the_combined_detector_keeps_95_percent_of_the_test_images_whichever_detector_flags():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(0, 1, 5000), rng.normal(0, 1, 5000)  # two independent detectors
+    qs = {"a": ood.quantiles(a), "b": ood.quantiles(b)}
+    both = ood.combined({"a": a, "b": b}, qs)
+    t = ood.threshold_at_tpr(both)
+    assert np.mean(both >= t) == pytest.approx(0.95, abs=0.002)
+    assert 0.02 < t < 0.03  # each detector's own cut tightens to about 2.5% when two share the 5%
+    assert np.mean((a < ood.threshold_at_tpr(a)) | (b < ood.threshold_at_tpr(b))) > 0.09  # "either flags": ~10%
+    np.testing.assert_allclose(ood.percentile(np.array([-99.0, 99.0]), qs["a"]), [0.0, 1.0])
+
+
 def test_load_stats_refuses_another_npz(tmp_path):
     np.savez(tmp_path / "x.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not Mahalanobis"):
@@ -188,9 +200,10 @@ def test_the_cli_writes_temperature_stats_and_table(reference_run, cifar_root, t
     assert result["temperature"] > 0
     assert result["fit"]["n"] == 80  # the tiny run's validation split, read from its metadata
     assert set(result["ood"]["sets"]) == set(ood_sets.SETS)
-    assert set(result["ood"]["thresholds"]) == set(ood.DETECTORS)
+    assert set(result["ood"]["thresholds"]) == {*ood.DETECTORS, ood.COMBINED.name}
+    assert set(result["ood"]["quantiles"]) == set(ood.DETECTORS)
     for row in result["ood"]["sets"].values():
-        for d in ood.DETECTORS:
+        for d in (*ood.DETECTORS, ood.COMBINED.name):
             assert 0 <= row[d]["auroc"] <= 1 and 0 <= row[d]["fpr95"] <= 1
     c = result["calibration"]["test"]
     assert c["before"]["accuracy"] == c["after"]["accuracy"]
