@@ -40,7 +40,7 @@ for model in widgets.model_columns():
     t = view["temperature"]
     before, after = view["summary"]["before"], view["summary"]["after"]
     a, b, c = st.columns(3)
-    a.metric("temperature T", f"{t:.3f}", help=(
+    a.metric("temperature T", f"{t:.4g}", help=(
         "T > 1 softens overconfident probabilities; T < 1 sharpens underconfident ones (label smoothing in "
         "training makes a model underconfident). " + info["fit"]["split"] + f"; validation NLL "
         f"{info['fit']['nll_before']:.4f} → {info['fit']['nll_after']:.4f}."))
@@ -55,7 +55,7 @@ for model in widgets.model_columns():
                        width="stretch")
     st.vega_lite_chart(spec=cache.chart_spec("bin_counts", key, lambda: trust_charts.bin_counts(view["bins"])),
                        width="stretch")
-    st.caption("Images per bin, log scale: most test images sit in the top bin, so its gap weighs most in the ECE.")
+    st.caption("Images per bin (log scale): most test images sit in the top bin, so its gap weighs most in the ECE.")
     side = "after" if state.calibrated() else "before"
     conf = view["confidences"][side]
     st.markdown(f"**Confidence of right and wrong predictions** ({cache.probability_note(model)}, the sidebar switch)")
@@ -75,7 +75,7 @@ for col, (model, (info, view)) in zip(st.columns(len(views)), views.items()):
     col.markdown(f"**{get_model(model).title}** ({view['n']:,} test images)")
     records = trust.summary_records(view)
     col.dataframe(records, hide_index=True, width="stretch",
-                  column_config={k: num for k in records[0] if k not in ("metric", "note")})
+                  column_config={k: num for k in records[0] if k != "metric"})
 
 st.subheader("Per class")
 st.caption("For the images each model predicts as a class: how many, how sure it is on average, and how many of "

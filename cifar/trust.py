@@ -10,8 +10,8 @@ beside the checkpoint (cifar.checkpoints.RunFiles; the .metrics.json and .eval.n
 - `<model>.mahalanobis.npz`: class means and whitening matrix of the penultimate features of the
   45,000 training images (cifar.ood).
 
-Scoring (validation, test, OOD sets) runs in fp32, as the app does; the training features run in the
-runtime's fast precision (bf16 autocast on a CPU with native bf16), cached in --cache-dir so a rerun
+Scoring (validation, test, OOD sets) runs in fp32 by default, as the app does (--precision auto: bf16
+where native); the training features run in the runtime's fast precision (bf16 autocast on a CPU with native bf16), cached in --cache-dir so a rerun
 skips them.
 """
 
@@ -73,7 +73,8 @@ def _train_features(model, meta, splits, rt: Runtime, cache_dir: Path | None, ch
     return feats, seconds, False
 
 
-def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: str = "auto", n_ood: int = OOD_PER_SET,
+def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: str = "auto", precision: str = "fp32",
+              n_ood: int = OOD_PER_SET,
               seed: int = OOD_SEED, cache_dir: str | Path | None = None, progress: bool = True,
               batch_size: int = 500, command: str = "", log=print) -> dict:
     """Fit the temperature and the Mahalanobis statistics, measure every detector; write both files."""
@@ -83,7 +84,7 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
     name = meta["model"]
     split = meta.get("data") or {}
     split_seed, val_size = int(split.get("split_seed", 42)), int(split.get("val_size", 5000))
-    score_rt = Runtime.decide(device, "fp32")  # what the app computes in
+    score_rt = Runtime.decide(device, precision)  # fp32: what the app computes in
     fast_rt = Runtime.decide(device, "auto")
     model = score_rt.prepare_model(model)
     data = load_cifar10(data_dir)
@@ -96,7 +97,7 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
     def scored(what: str, images: torch.Tensor, desc: str) -> tuple[np.ndarray, np.ndarray]:
         """fp32 (logits, features) of images, kept in the cache folder: a rerun (new detectors, new
         table) then costs no forward pass."""
-        path = cache / f"{name}-{stat.st_size}-{stat.st_mtime_ns}-fp32-{what}.npz" if cache else None
+        path = cache / f"{name}-{stat.st_size}-{stat.st_mtime_ns}-{score_rt.precision}-{what}.npz" if cache else None
         if path is not None and path.is_file():
             with np.load(path) as z:
                 if len(z["logits"]) == len(images):
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", nargs="+", required=True, help="one or more .safetensors checkpoints")
     p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "auto"),
+                   help="precision of the scored passes (validation, test, OOD sets): fp32 as the app computes, or "
+                        "auto (bf16 autocast where the CPU or GPU has it: faster, logits within bf16 rounding)")
     p.add_argument("--ood-per-set", type=int, default=OOD_PER_SET, help="images in each offline OOD set")
     p.add_argument("--seed", type=int, default=OOD_SEED, help="seed of the OOD sets")
     p.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
@@ -233,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m cifar.trust " + " ".join(argv if argv is not None else sys.argv[1:])
     for ckpt in args.checkpoint:
         try:
-            result = run_trust(ckpt, args.data_dir, device=args.device, n_ood=args.ood_per_set, seed=args.seed,
+            result = run_trust(ckpt, args.data_dir, device=args.device, precision=args.precision, n_ood=args.ood_per_set, seed=args.seed,
                                cache_dir=args.cache_dir or None, progress=not args.quiet, batch_size=args.batch_size,
                                command=command)
         except (DataError, CheckpointError, ValueError) as e:

@@ -311,7 +311,7 @@ def probability_note(model: str, calibrated: bool | None = None) -> str:
     if not (state.calibrated() if calibrated is None else calibrated):
         return "raw softmax"
     t = temperature(model)
-    return f"calibrated (T = {t:.3f})" if t is not None else "raw softmax: no fitted temperature"
+    return f"calibrated (T = {t:.4g})" if t is not None else "raw softmax: no fitted temperature"
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -21,13 +21,13 @@ from cifar_app import advice
 from cifar_app.advice import Advice
 from cifar_app.store import Paths, Unavailable
 
-METRICS = (  # summary key, label, what lower/higher means
-    ("accuracy", "accuracy", "unchanged by T"),
-    ("confidence", "mean confidence", "closer to the accuracy is better"),
-    ("ece", "ECE (15 equal-width bins)", "lower is better"),
-    ("ece_adaptive", "ECE (15 equal-mass bins)", "lower is better"),
-    ("mce", "MCE (15 equal-width bins)", "lower is better"),
-    ("nll", "NLL (nats)", "lower is better"),
+METRICS = (  # summary key, label, how to read it
+    ("accuracy", "accuracy", "T keeps it"),
+    ("confidence", "mean confidence", "best near the accuracy"),
+    ("ece", "ECE, 15 equal-width bins", "lower is better"),
+    ("ece_adaptive", "ECE, 15 equal-mass bins", "lower is better"),
+    ("mce", "MCE, 15 equal-width bins", "lower is better"),
+    ("nll", "NLL in nats", "lower is better"),
     ("brier", "Brier score", "lower is better"),
 )
 
@@ -110,8 +110,8 @@ def calibration_view(evaluation: Mapping[str, np.ndarray], temperature: float) -
 def summary_records(view: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per metric: before, after, and what a lower value means."""
     s = view["summary"]
-    return [{"metric": label, "before (T = 1)": s["before"][key], f"after (T = {view['temperature']:.3f})": s["after"][key],
-             "note": note} for key, label, note in METRICS]
+    return [{"metric": f"{label} ({note})", "before (T = 1)": s["before"][key],
+             f"after (T = {view['temperature']:.4g})": s["after"][key]} for key, label, note in METRICS]
 
 
 def per_class_records(view: Mapping[str, Any], names: Sequence[str]) -> list[dict[str, Any]]:
@@ -164,9 +164,9 @@ def verdict(scores: Mapping[str, float], thresholds: Mapping[str, float],
              if unlike and p <= thresholds[key]] if unlike else []
     low = min(pct.values()) if pct else 1.0
     if unlike:
+        than = "every CIFAR-10 test image" if low <= 0 else f"{1 - low:.1%} of the CIFAR-10 test images"
         text = (f"This image is unlike CIFAR-10 for this model: by {' and '.join(names)}, it scores lower than "
-                f"{1 - low:.1%} of the CIFAR-10 test images. Treat its prediction as a guess, whatever the "
-                "confidence says.")
+                f"{than}. Treat its prediction as a guess, whatever the confidence says.")
     else:
         text = (f"Like a CIFAR-10 test image for this model: no detector puts it below "
                 f"{thresholds.get(key, 0.05):.1%} of the test images (its lowest percentile: {low:.1%}).")

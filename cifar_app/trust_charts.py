@@ -23,10 +23,13 @@ def reliability_diagram(bins: Sequence[Mapping[str, Any]], height: int = 260) ->
     df["side"] = df["side"].map(SIDE_TITLES)
     df["mid"] = (df["lower"] + df["upper"]) / 2
     scale = alt.Scale(domain=list(SIDE_TITLES.values()), range=SIDE_COLORS)
-    x = alt.X("lower:Q", title="confidence (top probability), 15 equal-width bins", scale=alt.Scale(domain=[0, 1]))
+    # bin="binned": the rows are bins already, drawn as vertical bars from lower to upper.
+    x = alt.X("lower:Q", bin="binned", title="confidence (top probability), 15 equal-width bins",
+              scale=alt.Scale(domain=[0, 1]))
     bars = alt.Chart(df).mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=x, x2="upper:Q", y=alt.Y("accuracy:Q", title="accuracy in the bin", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("side:N", scale=scale, title=None, legend=alt.Legend(orient="top-left")),
+        x=x, x2="upper:Q",
+        y=alt.Y("accuracy:Q", title="accuracy in the bin", scale=alt.Scale(domain=[0, 1]), stack=None),
+        color=alt.Color("side:N", scale=scale, title=None, legend=alt.Legend(orient="top")),
         tooltip=[alt.Tooltip("side:N", title=""), alt.Tooltip("lower:Q", format=".3f", title="from"),
                  alt.Tooltip("upper:Q", format=".3f", title="to"),
                  alt.Tooltip("confidence:Q", format=".3f", title="mean confidence"),
@@ -45,8 +48,8 @@ def bin_counts(bins: Sequence[Mapping[str, Any]], height: int = 110) -> alt.Char
     df["side"] = df["side"].map(SIDE_TITLES)
     scale = alt.Scale(domain=list(SIDE_TITLES.values()), range=SIDE_COLORS)
     return alt.Chart(df).mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=alt.X("lower:Q", title=None, scale=alt.Scale(domain=[0, 1])), x2="upper:Q",
-        y=alt.Y("count:Q", title="images (log)", scale=alt.Scale(type="log")),
+        x=alt.X("lower:Q", bin="binned", title=None, scale=alt.Scale(domain=[0, 1])), x2="upper:Q",
+        y=alt.Y("count:Q", title="images (log)", scale=alt.Scale(type="symlog"), stack=None),
         color=alt.Color("side:N", scale=scale, legend=None),
         tooltip=[alt.Tooltip("side:N", title=""), alt.Tooltip("lower:Q", format=".3f", title="from"),
                  alt.Tooltip("upper:Q", format=".3f", title="to"), alt.Tooltip("count:Q", format=",", title="images")],
@@ -64,7 +67,7 @@ def confidence_histogram(confidence: np.ndarray, correct: np.ndarray, bins: int 
                  for i in range(bins)]
     df = pd.DataFrame(rows)
     return alt.Chart(df).mark_bar(binSpacing=0).encode(
-        x=alt.X("lower:Q", title="confidence", scale=alt.Scale(domain=[0, 1])), x2="upper:Q",
+        x=alt.X("lower:Q", bin="binned", title="confidence", scale=alt.Scale(domain=[0, 1])), x2="upper:Q",
         y=alt.Y("count:Q", title="test images", stack=True),
         color=alt.Color("outcome:N", scale=alt.Scale(domain=["right", "wrong"], range=OUTCOME_COLORS), title=None,
                         legend=alt.Legend(orient="top-left")),

@@ -74,7 +74,7 @@ def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE,
     `indices` are test indices in display order; all must be in cache.test_images().
     """
     images = cache.test_images()
-    shown = cache.shown_probs(model)  # calibrated or raw, as the sidebar switch says
+    probs = cache.shown_probs(model)  # calibrated or raw, as the sidebar switch says
     names = cache.classes(model)
     n = len(indices)
     if n == 0:
@@ -92,7 +92,7 @@ def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE,
         for col, idx in zip(st.columns(columns), shown[row: row + columns]):
             with col:
                 image(images.images[images.position(int(idx))], THUMB_SCALE,
-                      caption=f"#{idx} · {tables.top_k_caption(shown[idx], names)}")
+                      caption=f"#{idx} · {tables.top_k_caption(probs[idx], names)}")
                 if st.button("Explain", key=f"{key}_x{idx}", icon=":material/search:",
                              help=f"Open test image #{idx} in Feature maps and Attributions"):
                     send_to_explain(int(idx))
