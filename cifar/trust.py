@@ -124,16 +124,18 @@ def run_trust(checkpoint: str | Path, data_dir: str | None = None, *, device: st
     seconds["test"] = time.perf_counter() - start
     test_y = splits.test_y.numpy()
     stored = RunFiles.beside(checkpoint).evaluation
-    if stored.is_file():  # the app shows the stored predictions: say if these differ from them
+    calib_logits, calib_source = test_logits, f"this run ({score_rt.precision})"
+    if stored.is_file():  # the app shows the stored predictions: measure calibration on those
         with np.load(stored) as z:
-            if z["logits"].shape == test_logits.shape:
+            if z["logits"].shape == test_logits.shape and np.array_equal(z["labels"], splits.test_y.numpy()):
                 diff = float(np.abs(z["logits"] - test_logits).max())
                 log(f"{name}: test logits differ from {stored.name} by at most {diff:.2e}")
-    before = calibration.softmax(test_logits)
-    after = calibration.softmax(test_logits / t)
+                calib_logits, calib_source = z["logits"], f"{stored.name} (the stored predictions the app shows)"
+    before = calibration.softmax(calib_logits)
+    after = calibration.softmax(calib_logits / t)
     calib = {
         "n_bins": calibration.N_BINS,
-        "test": {"n": int(len(test_y)), "before": calibration.calibration_summary(test_y, before),
+        "test": {"n": int(len(test_y)), "logits": calib_source, "before": calibration.calibration_summary(test_y, before),
                  "after": calibration.calibration_summary(test_y, after)},
         "validation": {"n": int(len(val_y)),
                        "before": calibration.calibration_summary(val_y, calibration.softmax(val_logits)),
