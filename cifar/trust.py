@@ -220,6 +220,26 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_tables(results: list[dict]) -> str:
+    """The README's two tables from trust files: calibration before/after, and AUROC / FPR@95 per set."""
+    from cifar.models import get_model
+
+    rows = ["| model | T | accuracy | ECE (15 bins) | adaptive ECE | MCE | NLL | Brier |", "|---|---:|---:|---|---|---|---|---|"]
+    for r in results:
+        b, a = r["calibration"]["test"]["before"], r["calibration"]["test"]["after"]
+        cells = " | ".join(f"{b[k]:.4f} → **{a[k]:.4f}**" for k in ("ece", "ece_adaptive", "mce", "nll", "brier"))
+        rows.append(f"| {get_model(r['model']).title} | {r['temperature']:.3f} | {b['accuracy']:.2%} | {cells} |")
+    dets = [*ood.DETECTORS, ood.COMBINED.name]
+    titles = {"msp": "MSP", "energy": "energy", "mahalanobis": "Mahalanobis", ood.COMBINED.name: "combined"}
+    head = "| OOD set | " + " | ".join(f"{get_model(r['model']).short} {titles[d]}" for r in results for d in dets) + " |"
+    table = [head, "|---|" + "---:|" * (len(results) * len(dets))]
+    for key in results[0]["ood"]["sets"]:
+        cells = [f"{r['ood']['sets'][key][d]['auroc']:.3f} / {r['ood']['sets'][key][d]['fpr95']:.2f}"
+                 for r in results for d in dets]
+        table.append(f"| {results[0]['ood']['sets'][key]['title']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n\n" + "\n".join(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cifar.trust", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description=__doc__.split("\n\n")[0])
@@ -235,7 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default="runs/trust-cache",
                    help="where training features are kept between runs (empty string: no cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report", action="store_true",
+                   help="compute nothing: print the README's markdown tables from the checkpoints' .trust.json files")
     args = p.parse_args(argv)
+    if args.report:
+        try:
+            results = [json.loads(RunFiles.beside(c).trust.read_text()) for c in args.checkpoint]
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(markdown_tables(results))
+        return 0
     command = "python -m cifar.trust " + " ".join(argv if argv is not None else sys.argv[1:])
     for ckpt in args.checkpoint:
         try:

@@ -214,6 +214,9 @@ def test_the_cli_writes_temperature_stats_and_table(reference_run, cifar_root, t
     assert (run / "cnn.metrics.json").read_bytes() == metrics_before  # the evaluation stays as it was
     out = capsys.readouterr().out
     assert "uniform noise" in out and "wrote" in out
+    assert main(["--checkpoint", str(ckpt), "--report"]) == 0
+    report = capsys.readouterr().out
+    assert f"| CustomCNN | {result['temperature']:.3f} |" in report and "| uniform noise |" in report
     # a rerun takes the training features from the cache
     assert main(["--checkpoint", str(ckpt), "--data-dir", str(cifar_root), "--ood-per-set", "8", "--quiet",
                  "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]) == 0
