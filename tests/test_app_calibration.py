@@ -231,3 +231,19 @@ def test_verdict_names_the_detectors_and_uses_the_combined_threshold():
     assert v["unlike"] and v["names"] == ["Mahalanobis"] and "unlike CIFAR-10" in v["text"]
     rows = trust.score_records(outside, thresholds, v["percentiles"])
     assert [r["unlike CIFAR-10"] for r in rows] == ["no", "no", "yes", "yes"]
+
+
+def test_calibration_view_counts_every_image_and_keeps_the_accuracy():
+    rng = np.random.default_rng(8)
+    logits = rng.normal(0, 3, (500, 10))
+    labels = np.where(rng.uniform(size=500) < 0.7, logits.argmax(1), rng.integers(0, 10, 500))
+    view = trust.calibration_view({"logits": logits, "labels": labels}, 2.0)
+    for side in ("before", "after"):
+        assert sum(b["count"] for b in view["bins"] if b["side"] == side) == 500
+    s = view["summary"]
+    assert s["before"]["accuracy"] == s["after"]["accuracy"]
+    assert s["after"]["confidence"] < s["before"]["confidence"]  # T = 2 softens
+    rows = trust.summary_records(view)
+    assert rows[0]["metric"].startswith("accuracy") and "after (T = 2)" in rows[0]
+    per = trust.per_class_records(view, [f"c{i}" for i in range(10)])
+    assert sum(r["predicted"] for r in per) == 500
