@@ -42,13 +42,17 @@ class MahalanobisStats:
     ridge: float
     n_train: int
 
+    def __post_init__(self) -> None:
+        # W μ_c once, not per image: ||W (f − μ)||² = ||W f − W μ||².
+        object.__setattr__(self, "_wm", self.means @ self.whiten.T)
+
     def distances(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance (n, classes) of each feature vector to each class mean."""
         f = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
         if f.shape[1] != self.means.shape[1]:
             raise ValueError(f"features have {f.shape[1]} dimensions, the statistics {self.means.shape[1]}")
-        z = f @ self.whiten.T  # ||W (f − μ)||² = ||W f − W μ||²
-        m = self.means @ self.whiten.T
+        z = f @ self.whiten.T
+        m = self._wm
         d = (z * z).sum(1, keepdims=True) - 2.0 * z @ m.T + (m * m).sum(1)[None, :]
         return np.maximum(d, 0.0)  # rounding may dip just below 0 for a feature on a mean
 
@@ -236,6 +240,11 @@ def logits_and_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 
     from cifar.explain import capture
 
     layer = feature_layer(model)
+    if prepare is None:  # follow the model's memory format (the app's models are channels_last): no reorders
+        first = next((p for p in model.parameters() if p.ndim == 4), None)
+        if first is not None and first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous():
+            def prepare(chunk: torch.Tensor) -> torch.Tensor:
+                return chunk.to(first.device).contiguous(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     logits, feats = [], []

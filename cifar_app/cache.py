@@ -252,17 +252,16 @@ def attribution(model: str, image: np.ndarray, target: int, method: str, params:
     return _attribution(model_key(model), image, int(target), method, used, load_model(model), x, (mean, std))
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
-def _probs(key: tuple, image: np.ndarray, _net, _x) -> np.ndarray:
-    from cifar import explain
-
-    return memory.on_torch_thread(explain.predict, _net, _x)[0]
-
-
 def predict(model: str, image: np.ndarray, calibrated: bool | None = None) -> np.ndarray:
-    """Class probabilities (10,) of one uint8 32×32×3 image: calibrated as the sidebar switch says, or as asked."""
+    """Class probabilities (10,) of one uint8 32×32×3 image: calibrated as the sidebar switch says, or as asked.
+
+    From the same cached forward pass as the OOD check (`ood_check`), so the check costs no second pass.
+    """
+    from cifar.calibration import softmax
+
     x, _, _ = _inputs(model, image)
-    return calibrate(model, _probs(model_key(model), image, load_model(model), x), calibrated)
+    logits, _ = _logits_features(model_key(model), image, load_model(model), x)
+    return calibrate(model, softmax(logits[None])[0].astype(np.float32), calibrated)
 
 
 # ------------------------------------------------------------------------------ trust: calibration and OOD

@@ -1,8 +1,9 @@
 """The issue's three numbers for calibration and OOD: `python scripts/bench_trust.py`.
 
-- the time the OOD check adds to one upload: the app's prediction (cifar.explain.predict) against the
-  same forward pass with the penultimate features captured plus the three detectors and the verdict
-  (cifar.ood.logits_and_features, cifar_app.trust), warm, median of --repeats, fp32 as the app runs;
+- the time the OOD check adds to one upload: the app's prediction before (cifar.explain.predict) against
+  what the upload page does now, one forward pass with the penultimate features captured
+  (cifar.ood.logits_and_features), the softmax, the three detectors and the verdict (cifar_app.trust);
+  warm, median of --repeats, fp32 as the app runs;
 - the time to fit the temperature on each model's 5,000 validation logits (kept by python -m cifar.trust
   in runs/trust-cache; skipped when absent);
 - the size of the Mahalanobis statistics files.
@@ -59,12 +60,12 @@ def main() -> int:
         stats = ood.load_stats(files.mahalanobis)
         x = explain.to_input(image)
 
-        def predict_only():
+        def predict_only():  # the upload page before: one forward pass, softmax
             explain.predict(net, x)
 
-        def with_ood():
-            explain.predict(net, x)  # the app keeps its prediction; the check is one more pass
+        def with_ood():  # now: one forward pass with the features captured, the three detectors and the verdict
             logits, feats = ood.logits_and_features(net, x)
+            calibration.softmax(logits)
             s = trust.image_scores(logits[0], feats[0], stats, info["ood"]["quantiles"])
             trust.verdict(s, info["ood"]["thresholds"], info["ood"]["quantiles"])
 
