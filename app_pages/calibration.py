@@ -106,7 +106,9 @@ for model, (info, view) in views.items():
                   "training images)")
     rows = trust.ood_records(info)
     st.dataframe(rows, hide_index=True, width="stretch",
-                 column_config={k: pct for k in rows[0] if k not in ("OOD set", "images")})
+                 column_config={k: pct for k in rows[0] if k != "OOD set"})
 st.caption(f"{formats.percent(1 - ood.TPR, 0)} of real CIFAR-10 test images are flagged by each detector by "
-           "construction. The sets are made offline from a seed (`cifar/ood_sets.py`); blurred and patch-shuffled "
-           "CIFAR-10 images are the hard, near-distribution cases.")
+           "construction. MSP: max softmax probability. Each set holds "
+           + " and ".join(sorted({f"{v[0]['ood']['n_per_set']:,}" for v in views.values()}))
+           + " images made offline from a seed (`cifar/ood_sets.py`); blurred and patch-shuffled CIFAR-10 images are "
+           "the hard, near-distribution cases.")
