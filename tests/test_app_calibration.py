@@ -258,3 +258,11 @@ def test_calibration_view_counts_every_image_and_keeps_the_accuracy():
     assert rows[0]["metric"].startswith("accuracy") and "after (T = 2)" in rows[0]
     per = trust.per_class_records(view, [f"c{i}" for i in range(10)])
     assert sum(r["predicted"] for r in per) == 500
+
+
+@pytest.mark.parametrize("button, warned", [("Attributions", 2), ("Feature maps", 1)])
+def test_the_explain_pages_repeat_the_warning_for_an_upload(shipped, button, warned):
+    at = upload(open_page("your_image"), "red.png", png(OOD_UPLOADS["red pixel 1x1 upscaled"]))
+    next(b for b in at.button if b.label.startswith(button)).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(warnings_of(at)) == warned, texts(at)  # Attributions: both models; Feature maps: the picked one
