@@ -96,7 +96,6 @@ st.caption(
     "share of out-images still taken for CIFAR-10 at the threshold that keeps 95% of the test images (lower is "
     "better). The upload page calls an image unlike CIFAR-10 when the combined detector flags it: 5% of the "
     "test images are, whichever detector would flag them.")
-pct = st.column_config.NumberColumn(format="%.3f")
 for model, (info, view) in views.items():
     st.markdown(f"**{get_model(model).title}**: thresholds at 95% of the {info['ood']['in_distribution']}: "
                 + ", ".join(f"{ood.DETECTORS[k].title if k in ood.DETECTORS else 'combined'} {v:.4g}"
@@ -104,9 +103,7 @@ for model, (info, view) in views.items():
                 + f"; Mahalanobis on `{info['ood']['mahalanobis']['layer']}` "
                   f"({info['ood']['mahalanobis']['dim']} features, {info['ood']['mahalanobis']['n_train']:,} "
                   "training images)")
-    rows = trust.ood_records(info)
-    st.dataframe(rows, hide_index=True, width="stretch",
-                 column_config={k: pct for k in rows[0] if k != "OOD set"})
+    st.dataframe(trust.ood_records(info), hide_index=True, width="stretch")
 st.caption(f"{formats.percent(1 - ood.TPR, 0)} of real CIFAR-10 test images are flagged by each detector by "
            "construction. MSP: max softmax probability. Each set holds "
            + " and ".join(sorted({f"{v[0]['ood']['n_per_set']:,}" for v in views.values()}))
