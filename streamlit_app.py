@@ -25,11 +25,17 @@ st.set_page_config(page_title="cifar-explain", page_icon=":material/visibility:"
 
 page = nav.navigation()
 state.from_url(state.MODEL, state.MODEL, state.choice(list_models()))
+state.from_url(state.CALIBRATED, state.CALIBRATED, state.choice({"1": True, "0": False}))
+st.session_state.setdefault(state.CALIBRATED, True)  # calibrated unless a link or the user says otherwise
 
 with st.sidebar:
     # persist_state="session": a widget's state is otherwise dropped when the page (script hash) changes.
     st.radio("Model", list_models(), format_func=lambda m: get_model(m).title, key=state.MODEL, horizontal=True,
              persist_state="session", help="The model the Metrics, Misclassifications and Feature maps pages show.")
+    st.toggle("Calibrated probabilities", key=state.CALIBRATED, persist_state="session",
+              help="Divide every model's logits by the temperature fitted on its validation split (temperature "
+                   "scaling), so a shown 80% is right about 80% of the time; off: the raw softmax. "
+                   "See the Calibration page.")
     p = cache.paths()
     try:
         imgs = cache.test_images()

@@ -91,6 +91,11 @@ for model in MODELS:
         continue
     target = tables.attribution_target(target_mode, probs, pick["label"], chosen)
     ready[model] = {"probs": probs, "target": target}
+    try:  # a warning when the image is unlike CIFAR-10 for this model (the Calibration page's detectors)
+        check = cache.ood_check(model, pick["image"])
+        ready[model]["unlike"] = check["text"] if check["unlike"] else None
+    except Unavailable:
+        ready[model]["unlike"] = None  # the Calibration page names the missing file and its fix
 
 shared = {state.IMAGE: pick["index"], state.VIEW: view, state.TARGET: target_mode,
           state.CLASS: names[chosen] if target_mode == "class" else None,
@@ -133,6 +138,8 @@ if view == "grid":
             continue
         col.caption(f"target **{names[r['target']]}** (p = {formats.probability(r['probs'][r['target']])}) · "
                     f"{tables.top_k_caption(r['probs'], names)}  \nleft: overlay · right: the map alone")
+        if r["unlike"]:
+            col.warning(r["unlike"], icon=":material/warning:")
     todo = [(m, model) for m in methods for model in MODELS if "problem" not in ready[model]]
     bar = st.progress(0.0, text="Computing attributions…") if todo else None
     done = 0
@@ -174,6 +181,8 @@ else:
             pred = int(r["probs"].argmax())
             st.markdown(f"Target **{names[r['target']]}** (p = {formats.probability(r['probs'][r['target']])}) · "
                         f"predicted **{names[pred]}** · {tables.top_k_caption(r['probs'], names)}")
+            if r["unlike"]:
+                st.warning(r["unlike"], icon=":material/warning:")
             if any(p.kind == "layer" for p in spec.params):
                 layers = cache.layer_options(model)
                 default = cache.gradcam_layer(model)

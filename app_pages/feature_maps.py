@@ -45,6 +45,12 @@ with left:
         pred = int(probs.argmax())
         verdict = "right" if pred == pick["label"] else f"wrong (true: {names_c[pick['label']]})"
         st.caption(f"Prediction is {verdict}.")
+    st.caption(f"Probabilities: {cache.probability_note(model)}.")
+    try:
+        check = cache.ood_check(model, pick["image"])
+        (st.warning if check["unlike"] else st.caption)(check["text"])
+    except Unavailable:
+        pass  # the Calibration page names the missing file and its fix
 with right:
     with st.spinner(f"Capturing {layer}…"):
         fm = cache.feature_maps(model, pick["image"], layer, top)

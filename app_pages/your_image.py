@@ -1,4 +1,5 @@
-"""Try your own image: upload, see the 32×32 the models see, both predictions, then the explain pages."""
+"""Try your own image: upload, see the 32×32 the models see, both predictions (calibrated) with a warning when
+the image is unlike CIFAR-10 for a model, then the explain pages."""
 
 import numpy as np
 import streamlit as st
@@ -6,15 +7,18 @@ import streamlit as st
 from cifar.models import get_model, list_models
 from cifar_app import cache, nav, state, tables, widgets
 from cifar_app.store import Unavailable
-from cifar_app.uploads import FORMATS, ImageError, load_upload, to_model_input
+from cifar_app.uploads import FORMATS, MIN_SIDE, ImageError, check_min_size, load_upload, to_model_input
 
 PREVIEW_SIDE = 320  # px: the original is shown at most this big
 
 st.title(nav.heading("your_image"))
 names = cache.classes()
-st.caption(f"CIFAR-10's classes are {', '.join(names[:-1])} and {names[-1]}; a photo of one of them, centred, "
-           "works best. The image is centre-cropped to a square and shrunk to 32×32 pixels, which is all the models "
-           "ever see.")
+st.caption(f"The models know only CIFAR-10's ten classes: {', '.join(names[:-1])} and {names[-1]}. Upload a photo "
+           "of one of them, centred; for anything else they still name one of the ten, often confidently, so each "
+           "model also says when an image is unlike CIFAR-10 for it (three out-of-distribution detectors, see the "
+           f"Calibration page). The image, at least {MIN_SIDE}×{MIN_SIDE} pixels, is centre-cropped to a square and "
+           "shrunk to 32×32 pixels, which is all the models ever see. Confidences are calibrated (temperature "
+           "scaling).")
 state.share()
 
 types = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
@@ -22,6 +26,7 @@ up = st.file_uploader(f"Upload an image ({', '.join(FORMATS)})", type=types, key
 if up is not None:
     try:
         img = load_upload(up.getvalue(), min_side=PREVIEW_SIDE)  # big JPEGs decode at a reduced scale
+        check_min_size(img)
         pixels = to_model_input(img)
     except ImageError as e:
         st.session_state.pop(state.UPLOAD_KEY, None)
@@ -46,13 +51,34 @@ with c:
     for model in list_models():
         st.markdown(f"**{get_model(model).title}**")
         try:
-            probs = cache.predict(model, upload["pixels"])
+            probs = cache.predict(model, upload["pixels"], calibrated=True)  # always calibrated here
         except Unavailable as e:
             widgets.show_problem(e)
             continue
+        try:
+            check = cache.ood_check(model, upload["pixels"])
+        except Unavailable as e:
+            check = None
+            st.info(f"No out-of-distribution check for this model: {e.message}"
+                    + (f" To fix it: `{e.command}`" if e.command and "\n" not in e.command else ""),
+                    icon=":material/help:")
+        if check and check["unlike"]:
+            st.warning(check["text"], icon=":material/warning:")
         cls, p = tables.top_k(probs, 3)
         for ci, pi in zip(cls[0], p[0]):
             st.progress(float(pi), text=f"{names[ci]} {pi:.1%}")
+        raw = cache.predict(model, upload["pixels"], calibrated=False)
+        note = f"{cache.probability_note(model, calibrated=True)}; raw softmax: {names[cls[0][0]]} {raw[cls[0][0]]:.1%}"
+        if check and not check["unlike"]:
+            note += f". {check['text']}"
+        st.caption(note)
+        if check:
+            with st.expander("Out-of-distribution scores"):
+                st.dataframe(check["records"], hide_index=True, width="stretch",
+                             column_config={"score": st.column_config.NumberColumn(format="%.4g"),
+                                            "percentile": st.column_config.NumberColumn(format="percent"),
+                                            "threshold (95% of CIFAR-10 above)": st.column_config.NumberColumn(
+                                                format="%.4g")})
 
 st.subheader("Why?")
 x, y = st.columns(2)

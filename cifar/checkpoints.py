@@ -31,6 +31,9 @@ META_KEY = "cifar_explain"
 WEIGHTS_SUFFIX = ".safetensors"
 EVALUATION_SUFFIX = ".eval.npz"
 METRICS_SUFFIX = ".metrics.json"
+# cifar.trust's outputs: temperature, calibration and OOD table; the Mahalanobis statistics.
+TRUST_SUFFIX = ".trust.json"
+MAHALANOBIS_SUFFIX = ".mahalanobis.npz"
 RESUME_FILE = "resume.pt"
 RUNS_DIR = "runs"
 
@@ -60,6 +63,14 @@ class RunFiles:
     @property
     def metrics(self) -> Path:
         return self.folder / f"{self.stem}{METRICS_SUFFIX}"
+
+    @property
+    def trust(self) -> Path:
+        return self.folder / f"{self.stem}{TRUST_SUFFIX}"
+
+    @property
+    def mahalanobis(self) -> Path:
+        return self.folder / f"{self.stem}{MAHALANOBIS_SUFFIX}"
 
     def all(self) -> tuple[Path, Path, Path]:
         """The three files, in the order they are shipped and copied."""

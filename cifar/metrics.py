@@ -16,13 +16,12 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from cifar import calibration
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (n, c) logits as float64, stable for huge logits."""
-    z = np.asarray(logits, dtype=np.float64)
-    # Subtracting the row max keeps exp() from overflowing; it cancels in the ratio.
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+# Numpy-only, in cifar.calibration so the app can import them without scikit-learn; kept here for metrics' callers.
+softmax = calibration.softmax
+reliability_bins = calibration.reliability_bins
+expected_calibration_error = calibration.expected_calibration_error
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -91,38 +90,6 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
         return 1.0
     # Explicit labels: otherwise sklearn infers classes from y_true and fails when some are absent.
     return float(top_k_accuracy_score(y_true, probs, k=k, labels=np.arange(probs.shape[1])))
-
-
-def reliability_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict:
-    """Per equal-width confidence bin (lower, upper]: mean confidence, accuracy and count."""
-    probs = np.asarray(probs)
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(y_true)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # side="left" on the inner edges puts a confidence equal to an edge in the lower bin, i.e.
-    # bins are (lower, upper], the usual ECE convention; conf == 0 falls in the first bin.
-    idx = np.searchsorted(edges[1:-1], conf, side="left")
-    count = np.bincount(idx, minlength=n_bins)
-    conf_sum = np.bincount(idx, weights=conf, minlength=n_bins)
-    acc_sum = np.bincount(idx, weights=correct.astype(np.float64), minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # 0/0 -> NaN marks an empty bin, which a reliability diagram should skip.
-        return {
-            "bin_lower": edges[:-1],
-            "bin_upper": edges[1:],
-            "confidence": conf_sum / count,
-            "accuracy": acc_sum / count,
-            "count": count,
-        }
-
-
-def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
-    """ECE: sum over confidence bins of |accuracy - confidence| weighted by the bin's share of samples."""
-    bins = reliability_bins(y_true, probs, n_bins)
-    filled = bins["count"] > 0
-    weight = bins["count"][filled] / bins["count"].sum()
-    gap = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
-    return float(np.sum(weight * gap))
 
 
 def most_confused_pairs(

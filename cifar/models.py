@@ -30,18 +30,20 @@ class ModelSpec:
     gradcam_layer: str  # Grad-CAM's default layer: the last stage that still has 8×8 resolution
     shipped_recipe: str  # the recipe of the checkpoint in checkpoints/ (tests/test_shipped.py checks it)
     shipped_flags: str = ""  # the flags its run added to the recipe (tests/test_shipped.py checks them too)
+    feature_layer: str = ""  # the module whose output is the penultimate feature vector (cifar.ood's Mahalanobis)
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, *, title: str, short: str, module: type[nn.Module], gradcam_layer: str,
-                   shipped_recipe: str, shipped_flags: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+                   shipped_recipe: str, shipped_flags: str = "", feature_layer: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a builder under `name` with its display names and defaults."""
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in MODELS:
             raise ModelError(f"model {name!r} is registered twice")
-        MODELS[name] = ModelSpec(name, title, short, builder, module, gradcam_layer, shipped_recipe, shipped_flags)
+        MODELS[name] = ModelSpec(name, title, short, builder, module, gradcam_layer, shipped_recipe, shipped_flags,
+                                 feature_layer)
         return builder
 
     return wrap
@@ -91,7 +93,7 @@ class CustomCNN(nn.Module):
 
 
 @register_model("cnn", title="CustomCNN", short="CNN", module=CustomCNN, gradcam_layer="conv3.2",
-                shipped_recipe="fast", shipped_flags="--epochs 60")
+                shipped_recipe="fast", shipped_flags="--epochs 60", feature_layer="fc1")
 def custom_cnn(*, num_classes: int = 10, dropout: float = 0.4) -> nn.Module:
     """The report's CustomCNN."""
     return CustomCNN(num_classes=num_classes, dropout=dropout)
@@ -154,7 +156,7 @@ class ResNet18(nn.Module):
 
 
 @register_model("resnet18", title="ResNet18", short="ResNet", module=ResNet18, gradcam_layer="layer3",
-                shipped_recipe="paper")
+                shipped_recipe="paper", feature_layer="avgpool")
 def resnet18_cifar(*, num_classes: int = 10, dropout: float = 0.0, pretrained: bool = False) -> nn.Module:
     """ResNet18 for 32×32 input: 3×3 stride-1 stem, no maxpool, optional Dropout → Linear head.
 

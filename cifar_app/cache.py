@@ -252,17 +252,138 @@ def attribution(model: str, image: np.ndarray, target: int, method: str, params:
     return _attribution(model_key(model), image, int(target), method, used, load_model(model), x, (mean, std))
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
-def _probs(key: tuple, image: np.ndarray, _net, _x) -> np.ndarray:
-    from cifar import explain
+def predict(model: str, image: np.ndarray, calibrated: bool | None = None) -> np.ndarray:
+    """Class probabilities (10,) of one uint8 32×32×3 image: calibrated as the sidebar switch says, or as asked.
 
-    return memory.on_torch_thread(explain.predict, _net, _x)[0]
+    From the same cached forward pass as the OOD check (`ood_check`), so the check costs no second pass.
+    """
+    from cifar.calibration import softmax
 
-
-def predict(model: str, image: np.ndarray) -> np.ndarray:
-    """Class probabilities (10,) of one uint8 32×32×3 image."""
     x, _, _ = _inputs(model, image)
-    return _probs(model_key(model), image, load_model(model), x)
+    logits, _ = _logits_features(model_key(model), image, load_model(model), x)
+    return calibrate(model, softmax(logits[None])[0].astype(np.float32), calibrated)
+
+
+# ------------------------------------------------------------------------------ trust: calibration and OOD
+
+
+def _trust_files(model: str) -> tuple[str, str, tuple]:
+    from cifar.checkpoints import run_files
+
+    return _files(lambda p: run_files(p.checkpoints, model).trust)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _trust(model: str, ckpt: str, data: str, version: tuple) -> dict:
+    from cifar_app import trust
+
+    return trust.read_trust(model, _paths(ckpt, data))
+
+
+def trust_file(model: str) -> dict:
+    """What python -m cifar.trust measured for a model (<model>.trust.json). Raises Unavailable."""
+    return _trust(model, *_trust_files(model))
+
+
+def temperature(model: str) -> float | None:
+    """The model's fitted temperature, None when its trust file is missing or broken."""
+    try:
+        return float(trust_file(model)["temperature"])
+    except Unavailable:
+        return None
+
+
+def calibrate(model: str, probs: np.ndarray, calibrated: bool | None = None) -> np.ndarray:
+    """probs after temperature scaling when calibrated (None: the sidebar switch) and a temperature exists."""
+    from cifar.calibration import scale_probs
+
+    from cifar_app import state
+
+    t = temperature(model) if (state.calibrated() if calibrated is None else calibrated) else None
+    return probs if t is None else scale_probs(probs, t).astype(np.float32)
+
+
+def probability_note(model: str, calibrated: bool | None = None) -> str:
+    """How the shown probabilities are made: "calibrated (T = 0.649)", "raw softmax", or why not calibrated."""
+    from cifar_app import state
+
+    if not (state.calibrated() if calibrated is None else calibrated):
+        return "raw softmax"
+    t = temperature(model)
+    return f"calibrated (T = {t:.4g})" if t is not None else "raw softmax: no fitted temperature"
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _scaled(model: str, ckpt: str, data: str, version: tuple, t: float) -> np.ndarray:
+    from cifar.calibration import softmax
+
+    from cifar_app import trust
+
+    ev = _eval(model, ckpt, data, version)
+    return softmax(trust.test_logits(ev) / t).astype(np.float32)
+
+
+def shown_probs(model: str) -> np.ndarray:
+    """The test-set probabilities as the sidebar switch says (calibrated or raw). Raises Unavailable."""
+    from cifar_app import state
+
+    t = temperature(model) if state.calibrated() else None
+    if t is None:
+        return evaluation(model)["probs"]
+    return _scaled(model, *_files(lambda p: p.evaluation(model)), t)
+
+
+@st.cache_data(show_spinner="Measuring calibration…", max_entries=4)
+def _calibration(model: str, ckpt: str, data: str, version: tuple, t: float) -> dict:
+    from cifar_app import trust
+
+    return trust.calibration_view(_eval(model, ckpt, data, version), t)
+
+
+def calibration_view(model: str) -> dict:
+    """trust.calibration_view of the stored test predictions at the shipped temperature. Raises Unavailable."""
+    t = float(trust_file(model)["temperature"])
+    evaluation(model)  # its Unavailable names the predictions file
+    return _calibration(model, *_files(lambda p: p.evaluation(model)), t)
+
+
+@st.cache_resource(show_spinner=False, max_entries=len(list_models()))
+def _stats(model: str, ckpt: str, data: str, version: tuple):
+    from cifar_app import trust
+
+    return trust.read_stats(model, _paths(ckpt, data))
+
+
+def mahalanobis_stats(model: str):
+    """The model's Mahalanobis statistics (cifar.ood.MahalanobisStats), shared. Raises Unavailable."""
+    from cifar.checkpoints import run_files
+
+    return _stats(model, *_files(lambda p: run_files(p.checkpoints, model).mahalanobis))
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
+def _logits_features(key: tuple, image: np.ndarray, _net, _x) -> tuple[np.ndarray, np.ndarray]:
+    from cifar import ood
+
+    logits, feats = memory.on_torch_thread(ood.logits_and_features, _net, _x)
+    return logits[0], feats[0]
+
+
+def ood_check(model: str, image: np.ndarray) -> dict:
+    """Is one uint8 32×32×3 image unlike CIFAR-10 for `model`? trust.verdict plus scores, records and
+    the calibrated probabilities. Raises Unavailable (the model, or its trust files)."""
+    from cifar_app import trust
+
+    info = trust_file(model)
+    stats = mahalanobis_stats(model)
+    x, _, _ = _inputs(model, image)
+    logits, feats = _logits_features(model_key(model), image, load_model(model), x)
+    qs = info["ood"]["quantiles"]
+    scores = trust.image_scores(logits, feats, stats, qs)
+    thresholds = info["ood"]["thresholds"]
+    said = trust.verdict(scores, thresholds, qs)
+    return {"scores": scores, "thresholds": thresholds, **said,
+            "records": trust.score_records(scores, thresholds, said["percentiles"])}
 
 
 

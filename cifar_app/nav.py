@@ -61,6 +61,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("label_errors", "label_errors.py", "Label-error candidates", ":material/report:", "label-errors",
              "Results", True, "Test images both models confidently call another class; training images of highest "
              "self-influence.", heading="Label-error candidates"),
+    PageSpec("calibration", "calibration.py", "Calibration", ":material/verified:", "calibration", "Results", False,
+             "Can a confidence be trusted? Reliability, temperature scaling, and when an image is unlike CIFAR-10.",
+             heading="Calibration and out-of-distribution images"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 

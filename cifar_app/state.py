@@ -43,6 +43,7 @@ TRUE, PRED = "true", "pred"  # a (true → predicted) cell of the confusion matr
 K = "k"  # how many training images the Training images page shows per list
 SCORE = "score"  # its TracIn score: "cosine" or "raw"
 CONFIDENCE = "conf"  # the Label-error candidates page's probability threshold
+CALIBRATED = "calibrated"  # the sidebar switch: probabilities after temperature scaling (default) or raw
 
 
 def _written() -> dict[str, str]:
@@ -132,6 +133,14 @@ def other_model(model: str) -> str:
     return next(m for m in list_models() if m != model)
 
 
+def calibrated() -> bool:
+    """The sidebar switch: show probabilities after temperature scaling (the default) or the raw softmax."""
+    return bool(st.session_state.get(CALIBRATED, True))
+
+
 def share(**values: Any) -> None:
-    """Put the page's shareable values, and the sidebar's model, in the address bar (see `publish`)."""
-    publish({MODEL: current_model(), **values})
+    """Put the page's shareable values, and the sidebar's model and switch, in the address bar (see `publish`).
+
+    The switch travels only when off (calibrated=0), so a link keeps its default short.
+    """
+    publish({MODEL: current_model(), CALIBRATED: None if calibrated() else 0, **values})

@@ -26,12 +26,15 @@ BACKGROUND = (255, 255, 255)
 # this many times the target, then runs the real filter: a 4000 px photo → 32 px costs a few ms
 # instead of ~100 ms, and the result is indistinguishable at 32×32.
 REDUCING_GAP = 3.0
+# The smallest upload the page predicts: below 8×8 the 32×32 input is a few blurred colour patches,
+# and the models still name a class, often at 99% (a 1×1 red pixel was "plane 99.9%").
+MIN_SIDE = 8
 
 
 class ImageError(ValueError):
     """An upload that cannot be used; str(error) is one sentence to show the user as is.
 
-    `reason` is one of "empty", "not_image", "unsupported", "corrupt", "too_large".
+    `reason` is one of "empty", "not_image", "unsupported", "corrupt", "too_large", "too_small".
     """
 
     def __init__(self, message: str, reason: str, detail: str = ""):
@@ -172,6 +175,18 @@ def load_upload(data: bytes, *, max_pixels: int = MAX_PIXELS, min_side: int | No
     rgb = to_rgb(upright)
     rgb.info["header_size"] = header_size
     return rgb
+
+
+def check_min_size(img: Image.Image, min_side: int = MIN_SIDE) -> None:
+    """ImageError("too_small") when either side of the (EXIF-upright) image is under min_side pixels."""
+    w, h = img.size
+    if min(w, h) < min_side:
+        raise ImageError(
+            f"The image is {w}×{h} pixels; it needs at least {min_side}×{min_side}. The models see 32×32 pixels, "
+            f"and a smaller image holds too little to recognise (they would still name a class, confidently). "
+            "Please upload a bigger image.",
+            "too_small",
+        )
 
 
 def to_model_input(img: Image.Image, *, size: int = 32) -> np.ndarray:

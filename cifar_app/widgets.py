@@ -74,7 +74,7 @@ def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE,
     `indices` are test indices in display order; all must be in cache.test_images().
     """
     images = cache.test_images()
-    ev = cache.evaluation(model)
+    probs = cache.shown_probs(model)  # calibrated or raw, as the sidebar switch says
     names = cache.classes(model)
     n = len(indices)
     if n == 0:
@@ -92,7 +92,7 @@ def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE,
         for col, idx in zip(st.columns(columns), shown[row: row + columns]):
             with col:
                 image(images.images[images.position(int(idx))], THUMB_SCALE,
-                      caption=f"#{idx} · {tables.top_k_caption(ev['probs'][idx], names)}")
+                      caption=f"#{idx} · {tables.top_k_caption(probs[idx], names)}")
                 if st.button("Explain", key=f"{key}_x{idx}", icon=":material/search:",
                              help=f"Open test image #{idx} in Feature maps and Attributions"):
                     send_to_explain(int(idx))
@@ -120,7 +120,7 @@ def pair_gallery(model: str, true: int, pred: int, key: str, *, other_right: boo
         return 0
     available = np.zeros(len(labels), dtype=bool)
     available[images.indices] = True
-    idx = tables.pair_indices(labels, ev["preds"], ev["probs"], true, pred, descending=descending)
+    idx = tables.pair_indices(labels, ev["preds"], cache.shown_probs(model), true, pred, descending=descending)
     total = len(idx)
     idx = idx[available[idx]]
     other = state.other_model(model)

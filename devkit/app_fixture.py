@@ -8,6 +8,7 @@
     root/checkpoints/demo_images.npz       a bundle holding all 100 synthetic test images
     root/checkpoints/tune_cnn.csv          a 2×2 lr × batch_size grid as cifar.tune writes it
     root/checkpoints/influence_demo.npz    the training-data pages' subset (python -m cifar.influence)
+    root/checkpoints/<model>.trust.json    python -m cifar.trust's temperature and OOD table (+ .mahalanobis.npz)
 
 Both models are barely better than chance, so their confusion matrices have many off-diagonal
 cells, which is what the gallery tests need.
@@ -80,6 +81,15 @@ def write_tune_csv(path: Path) -> None:
             w.writerow([*r, f"runs/tune-cnn/t{r[0]}-{r[1]}", "{}"])
 
 
+def write_trust(checkpoint: Path, data_root: Path) -> None:
+    """The checkpoint's temperature, Mahalanobis statistics and OOD table, as python -m cifar.trust writes them
+    (8 images per OOD set: seconds)."""
+    from cifar.trust import run_trust
+
+    run_trust(checkpoint, str(data_root), device="cpu", n_ood=8, progress=False, batch_size=100,
+              command="python -m cifar.trust (app fixture)", log=lambda _msg: None)
+
+
 def build_app_checkpoints(root: str | Path) -> Path:
     """Write the synthetic data and a complete checkpoint folder under root; return root/checkpoints."""
     from cifar.bundle import BUNDLE_FILE, write_bundle
@@ -95,6 +105,7 @@ def build_app_checkpoints(root: str | Path) -> Path:
         train_tiny(model, data_root, run)
         for src in run_files(run, model).all():
             shutil.copy(src, ckpt / src.name)
+        write_trust(ckpt / f"{model}.safetensors", data_root)
     data = load_cifar10(data_root)
     write_bundle(ckpt / BUNDLE_FILE, data.test_images, data.test_labels, np.arange(len(data.test_labels)))
     write_tune_csv(ckpt / TUNE_FILE)
@@ -136,8 +147,8 @@ def app_checkpoints_once(tmp_path_factory) -> Path:
         folder = Path(reuse or ".") / "checkpoints"
         from cifar.influence import DEMO_FILE
 
-        needed = [run_files(folder, m).weights for m in list_models()] + [folder / BUNDLE_FILE, folder / TUNE_FILE,
-                                                                          folder / DEMO_FILE]
+        needed = ([run_files(folder, m).weights for m in list_models()] + [run_files(folder, m).trust for m in list_models()]
+                  + [folder / BUNDLE_FILE, folder / TUNE_FILE, folder / DEMO_FILE])
         if reuse and all(f.is_file() for f in needed):
             _BUILT["ckpt"] = Path(reuse) / "checkpoints"
         else:

@@ -98,6 +98,8 @@ CONTENT = {
     "training_images": ["Training images behind it", "Proponents of", "Opponents of", "the demo subset"],
     "embedding": ["Embedding map · CustomCNN", "errors as crosses", "Nearest neighbours in feature space"],
     "label_errors": ["Label-error candidates · CustomCNN", "highest self-influence"],
+    "calibration": ["Calibration and out-of-distribution images", "temperature T", "Reliability diagram",
+                    "Out-of-distribution detection", "No dataset here (the demo)"],
 }
 
 
@@ -176,7 +178,11 @@ def test_gallery_shows_exactly_the_confusion_cell(app_env):
     # Most confident first: the captions' first class is the predicted one, in falling order.
     shown = [int(c.split(" · ")[0][1:]) for img in at.image for c in img.captions]
     assert sorted(shown) == np.flatnonzero((ev["labels"] == t) & (ev["preds"] == p)).tolist()
-    conf = ev["probs"][shown, p]
+    # ...of the probabilities shown: calibrated by the fixture's temperature (the sidebar switch's default).
+    from cifar.calibration import softmax
+
+    t = json.loads((app_env / "cnn.trust.json").read_text())["temperature"]
+    conf = softmax(ev["logits"] / t)[shown, p]
     assert (np.diff(conf) <= 0).all()
 
 

@@ -25,7 +25,7 @@ from devkit.browser import chromium, find_chromium, streamlit_server, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 # Vega-Lite charts each page must draw (a chart whose spec Streamlit rejects is silently missing).
-CHARTS = {"overview": 1, "training": 3, "metrics": 2, "embedding": 1}
+CHARTS = {"overview": 1, "training": 3, "metrics": 2, "embedding": 1, "calibration": 6}
 # A shared link per page, and what the opened view must then show: (title words, {widget label: value}).
 LINKS = {
     "metrics": ("?model=resnet18&true=cat&pred=dog", {}),
