@@ -182,3 +182,74 @@ def accuracy_vs_epsilon(model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
         if progress is not None:
             progress(len(xb))
     return (correct / max(len(x), 1)).tolist()
+
+
+# ------------------------------------------------------------------------------ one image, for the app
+
+
+@dataclass(frozen=True)
+class Adversarial:
+    """One image attacked on one model: the adversarial pixels and the perturbation (float, [0, 1] units)."""
+
+    pixels: np.ndarray  # float32 (3, H, W) in [0, 1]
+    delta: np.ndarray  # float32 (3, H, W): pixels − clean, in [−ε, ε]
+    epsilon: float
+    attack: str
+    target: int  # the class the attack pushed away from (the clean prediction)
+
+
+def _pixel_twin(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> PixelModel:
+    # The explanation copy (fp32, eval, no parameter gradients, no in-place ReLU), shared with the
+    # attributions; callers hold explain's lock.
+    from cifar.explain import _explainer
+
+    return PixelModel(_explainer(model), mean, std).eval()
+
+
+def attack_image(model: nn.Module, image: np.ndarray, epsilon: float, name: str = "pgd", *,
+                 mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Adversarial:
+    """Attack one uint8 (H, W, 3) image away from the model's own clean prediction."""
+    from cifar.explain import _LOCK
+
+    with _LOCK:
+        pixel = _pixel_twin(model, mean, std)
+        x = to_pixels(image)
+        pred = int(predict(pixel, x)[0])
+        adv = attack(pixel, x, pred, float(epsilon), name) if epsilon > 0 else x
+    return Adversarial(adv[0].numpy().astype(np.float32), (adv - x)[0].numpy().astype(np.float32), float(epsilon),
+                       name, pred)
+
+
+def min_flip_for_image(model: nn.Module, image: np.ndarray, name: str = "fgsm", *, mean: Sequence[float] = MEAN,
+                       std: Sequence[float] = STD, max_epsilon: float = MAX_EPSILON) -> Adversarial | None:
+    """The smallest-ε adversarial copy of one uint8 image (min_flip_epsilon), None when ε ≤ max does not flip it."""
+    from cifar.explain import _LOCK
+
+    with _LOCK:
+        pixel = _pixel_twin(model, mean, std)
+        x = to_pixels(image)
+        eps, adv, pred = min_flip_epsilon(pixel, x, name=name, max_epsilon=max_epsilon)
+    if eps is None:
+        return None
+    return Adversarial(adv[0].numpy().astype(np.float32), (adv - x)[0].numpy().astype(np.float32), eps, name, pred)
+
+
+def normalize_pixels(pixels: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """float (3, H, W) in [0, 1] → (1, 3, H, W) normalised with (mean, std), the models' input."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None]
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def pixels_to_image(pixels: np.ndarray) -> np.ndarray:
+    """float (3, H, W) in [0, 1] → uint8 (H, W, 3), rounded: for display only."""
+    return np.round(np.clip(pixels, 0, 1).transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+def amplified(delta: np.ndarray, epsilon: float) -> np.ndarray:
+    """A perturbation (3, H, W) in [−ε, ε] as a uint8 (H, W, 3) picture: mid-grey = 0, ±ε = 0/255."""
+    if epsilon <= 0:
+        return np.full(delta.shape[1:] + (3,), 128, dtype=np.uint8)
+    shown = 0.5 + 0.5 * np.clip(delta / epsilon, -1, 1)
+    return np.round(shown.transpose(1, 2, 0) * 255).astype(np.uint8)

@@ -52,6 +52,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("your_image", "your_image.py", "Try your own image", ":material/upload:", "your-image", "Explain", False,
              "Upload a photo and see what both models make of it.",
              heading="Try your own image"),
+    PageSpec("robustness", "robustness.py", "Robustness", ":material/shield:", "robustness", "Explain", False,
+             "Both models under CIFAR-10-C corruptions and FGSM/PGD attacks: curves, and one image live.",
+             heading="Robustness"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 

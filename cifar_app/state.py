@@ -132,3 +132,8 @@ def other_model(model: str) -> str:
 def share(**values: Any) -> None:
     """Put the page's shareable values, and the sidebar's model, in the address bar (see `publish`)."""
     publish({MODEL: current_model(), **values})
+
+# The Robustness page: what it probes (corruption or attack) and with what.
+PROBE = "probe"  # "corruption" or "attack"
+CORRUPTION, SEVERITY = "corruption", "severity"
+ATTACK, EPSILON = "attack", "eps"  # eps in 1/255 pixel units
