@@ -31,7 +31,7 @@ if res is None:
 else:
     st.subheader("Across the test set")
     st.caption(robust_views.provenance(res))
-    st.dataframe(robust_views.summary_rows(res), hide_index=True)
+    st.dataframe(robust_views.summary_rows(res), hide_index=True, width="stretch")
     base = res.get("baseline")
     st.caption(f"Mean corruption accuracy: over every corruption and severity. Error added: mean of (corrupted error − "
                f"clean error), in points. mCE and relative mCE follow Hendrycks & Dietterich with "
@@ -40,19 +40,19 @@ else:
     c1, c2 = st.columns([3, 2])
     with c1:
         st.vega_lite_chart(spec=cache.chart_spec("rob_bars", res.get("written"), lambda: robust_views.corruption_bars(res)),
-                           use_container_width=True)
+                           width="stretch")
     with c2:
         st.vega_lite_chart(spec=cache.chart_spec("rob_sev", res.get("written"), lambda: robust_views.severity_lines(res)),
-                           use_container_width=True)
+                           width="stretch")
     c1, c2 = st.columns([2, 3])
     with c1:
         st.vega_lite_chart(spec=cache.chart_spec("rob_eps", res.get("written"), lambda: robust_views.epsilon_lines(res)),
-                           use_container_width=True)
+                           width="stretch")
     with c2:
         st.markdown("**Accuracy under attack**, on its own seeded sample (the numbers in the table below the chart).")
         st.dataframe(robust_views.epsilon_rows(res), hide_index=True, height=240)
     with st.expander("Every corruption and severity, and where our corruptions differ from the reference"):
-        st.dataframe(robust_views.corruption_table(res), hide_index=True)
+        st.dataframe(robust_views.corruption_table(res), hide_index=True, width="stretch")
         for name, c in corruptions.CORRUPTIONS.items():
             if c.deviation:
                 st.markdown(f"- **{c.title}**: {c.deviation}.")

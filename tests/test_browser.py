@@ -34,6 +34,7 @@ LINKS = {
                      {"Test image index": "7", "Layer (49 in forward order)": "layer3.0"}),
     "attributions": ("?image=5&view=detail&method=grad-cam&target=class&cls=dog",
                      {"Test image index": "5", "Method": "Grad-CAM"}),
+    "robustness": ("?probe=corruption&corruption=frost&severity=4&image=5", {"Test image index": "5", "Corruption": "Frost"}),
 }
 PAGE_TIMEOUT = 180  # s: the first page imports torch and loads a model on a slow CI machine
 
