@@ -93,6 +93,8 @@ else:
                       help="; ".join(f"{a.title}: {a.help}" for a in adversarial.ATTACKS.values()))
     eps = c2.slider("ε (L∞ budget, in 1/255 of the pixel range)", 0.5, 8.0, step=0.5, key="rb_eps",
                     persist_state="session", help="each pixel may move at most ε/255; 8/255 is the usual budget")
+    search = "pgd" if c2.toggle("Search the smallest flipping ε with PGD (about 10× slower than FGSM)",
+                                key="rb_flip_pgd", persist_state="session") else "fgsm"
     shared = {state.PROBE: probe, state.ATTACK: attack, state.EPSILON: f"{eps:g}"}
 method = c3.selectbox("Attribution", methods, key="rb_method", persist_state="session",
                       help="each image explains its own predicted class, with the method's default settings")
@@ -136,36 +138,32 @@ for model in widgets.model_columns():
         caption_bad = f"{adversarial.ATTACKS[attack].title}, ε = {eps:g}/255"
     st.markdown(f"Clean: **{names[clean_pred]}** ({formats.probability(clean_probs[clean_pred])}) · "
                 f"{caption_bad}: {verdict(probs, clean_probs)}")
-    a, b, c, d = st.columns(4)
-    with a:
+    left, right = st.columns(2)  # clean on the left, probed on the right; each image above its map
+    with left:
         widgets.image(pick["image"], SCALE, caption="clean")
-    with b:
         widgets.image(heat(pick["image"], clean_attr), SCALE, caption=f"{method}: {names[clean_pred]}")
-    with c:
+    with right:
         widgets.image(shown_bad, SCALE, caption=caption_bad)
-    with d:
         widgets.image(heat(shown_bad, attr), SCALE, caption=f"{method}: {names[int(probs.argmax())]}")
     st.caption(tables.top_k_caption(probs, names))
     if probe == "attack":
-        a, b, c = st.columns([1, 1, 2])
-        with a:
+        left, right = st.columns(2)
+        with left:
             widgets.image(adversarial.amplified(adv.delta, adv.epsilon), SCALE,
-                          caption=f"perturbation ×{127.5 / max(eps, 1e-9):.0f} (grey = 0)")
+                          caption=f"the perturbation ×{127.5 / eps:.0f} (grey = 0)")
         with st.spinner("Searching the smallest ε that flips the prediction…"):
-            flip = cache.min_flip(model, pick["image"], attack)
-        with c:
+            flip = cache.min_flip(model, pick["image"], search)
+        with right:
             if flip is None:
-                st.markdown(f"No ε up to 8/255 makes {adversarial.ATTACKS[attack].title} change this prediction.")
+                st.markdown(f"No ε up to 8/255 makes {adversarial.ATTACKS[search].title} change this prediction.")
             else:
                 flip_probs = cache.predict_pixels(model, flip.pixels)
-                st.markdown(f"Smallest flipping ε ({adversarial.ATTACKS[attack].title}): **{flip.epsilon * 255:g}/255** "
-                            f"→ **{names[int(flip_probs.argmax())]}** "
-                            f"({formats.probability(flip_probs.max())}); searched in steps of "
-                            f"{adversarial.EPSILON_UNIT * 255:g}/255 by captum's MinParamPerturbation.")
-        if flip is not None:
-            with b:
                 widgets.image(adversarial.amplified(flip.delta, flip.epsilon), SCALE,
-                              caption=f"at {flip.epsilon * 255:g}/255, amplified")
+                              caption="the smallest flipping one, amplified")
+                st.markdown(f"Smallest flipping ε ({adversarial.ATTACKS[search].title}): **{flip.epsilon * 255:g}/255** → "
+                            f"**{names[int(flip_probs.argmax())]}** ({formats.probability(flip_probs.max())}); "
+                            f"searched in steps of {adversarial.EPSILON_UNIT * 255:g}/255 by captum's "
+                            "MinParamPerturbation.")
 st.caption("Corruptions are seeded by the image's test index, so an image here looks as it did in the sweep. "
            "Attacks push away from each model's own clean prediction; predictions and attributions of adversarial "
            "images use the exact float pixels (the picture shown is rounded to 8 bits).")
