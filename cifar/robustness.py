@@ -223,8 +223,9 @@ def run(args: argparse.Namespace) -> dict:
         pixel = A.PixelModel(net, norm.get("mean", (0.5,) * 3), norm.get("std", (0.5,) * 3)).eval()
         pixel.requires_grad_(False)
         for attack in args.attacks:
-            key = {**base_key, "model": files[m], "attack": attack, "epsilons": epsilons,
-                   "adv_subset_md5": hashlib.md5(adv_subset.tobytes()).hexdigest()}
+            # not keyed by the corruption subset: the attack sample is its own (--adv-per-class)
+            key = {**{k: v for k, v in base_key.items() if k != "subset_md5"}, "model": files[m], "attack": attack,
+                   "epsilons": epsilons, "adv_subset_md5": hashlib.md5(adv_subset.tobytes()).hexdigest()}
             path = work / f"attack-{m}-{attack}.json"
             part = _load_part(path, key)
             if part is None:
