@@ -49,8 +49,9 @@ else:
         st.vega_lite_chart(spec=cache.chart_spec("rob_eps", res.get("written"), lambda: robust_views.epsilon_lines(res)),
                            width="stretch")
     with c2:
-        st.markdown("**Accuracy under attack**, on its own seeded sample (the numbers in the table below the chart).")
-        st.dataframe(robust_views.epsilon_rows(res), hide_index=True, height=240)
+        st.markdown(f"**Accuracy under attack** (%), on its own seeded sample of {res.get('subset', {}).get('adv_n', '?')} "
+                    "test images; the attacks push each image away from its true class.")
+        st.dataframe(robust_views.epsilon_table(res), hide_index=True, width="stretch")
     with st.expander("Every corruption and severity, and where our corruptions differ from the reference"):
         st.dataframe(robust_views.corruption_table(res), hide_index=True, width="stretch")
         for name, c in corruptions.CORRUPTIONS.items():
@@ -93,7 +94,7 @@ else:
                       help="; ".join(f"{a.title}: {a.help}" for a in adversarial.ATTACKS.values()))
     eps = c2.slider("ε (L∞ budget, in 1/255 of the pixel range)", 0.5, 8.0, step=0.5, key="rb_eps",
                     persist_state="session", help="each pixel may move at most ε/255; 8/255 is the usual budget")
-    search = "pgd" if c2.toggle("Search the smallest flipping ε with PGD (about 10× slower than FGSM)",
+    search = "pgd" if c2.toggle("Smallest flipping ε by PGD (slower)", help="about 10× slower than FGSM",
                                 key="rb_flip_pgd", persist_state="session") else "fgsm"
     shared = {state.PROBE: probe, state.ATTACK: attack, state.EPSILON: f"{eps:g}"}
 method = c3.selectbox("Attribution", methods, key="rb_method", persist_state="session",
@@ -138,12 +139,16 @@ for model in widgets.model_columns():
         caption_bad = f"{adversarial.ATTACKS[attack].title}, ε = {eps:g}/255"
     st.markdown(f"Clean: **{names[clean_pred]}** ({formats.probability(clean_probs[clean_pred])}) · "
                 f"{caption_bad}: {verdict(probs, clean_probs)}")
-    left, right = st.columns(2)  # clean on the left, probed on the right; each image above its map
+    # clean on the left, probed on the right; one st.columns per row so that the rows line up
+    left, right = st.columns(2)
     with left:
         widgets.image(pick["image"], SCALE, caption="clean")
-        widgets.image(heat(pick["image"], clean_attr), SCALE, caption=f"{method}: {names[clean_pred]}")
     with right:
         widgets.image(shown_bad, SCALE, caption=caption_bad)
+    left, right = st.columns(2)
+    with left:
+        widgets.image(heat(pick["image"], clean_attr), SCALE, caption=f"{method}: {names[clean_pred]}")
+    with right:
         widgets.image(heat(shown_bad, attr), SCALE, caption=f"{method}: {names[int(probs.argmax())]}")
     st.caption(tables.top_k_caption(probs, names))
     if probe == "attack":

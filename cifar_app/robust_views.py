@@ -109,7 +109,16 @@ def epsilon_rows(res: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def corruption_bars(res: Mapping[str, Any], height: int = 260) -> alt.Chart:
+def epsilon_table(res: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per ε: each model × attack's accuracy in %, for the page's table beside the chart."""
+    table: dict[float, dict[str, Any]] = {}
+    for r in epsilon_rows(res):
+        row = table.setdefault(r["epsilon"], {"ε": f"{r['epsilon']:g}/255"})
+        row[f"{r['model']} {r['attack']} %"] = round(100 * r["accuracy"], 1)
+    return [table[e] for e in sorted(table)]
+
+
+def corruption_bars(res: Mapping[str, Any], height: int = 360) -> alt.Chart:
     """Mean accuracy over severities 1–5 per corruption, the models side by side, clean accuracy as ticks."""
     df = pd.DataFrame([r for r in corruption_rows(res) if r["severity"] > 0],
                       columns=["model", "corruption", "family", "severity", "accuracy"])
@@ -119,27 +128,27 @@ def corruption_bars(res: Mapping[str, Any], height: int = 260) -> alt.Chart:
     return alt.Chart(mean).mark_bar().encode(
         x=alt.X("corruption:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40)),
         xOffset=alt.XOffset("model:N"),
-        y=alt.Y("accuracy:Q", title="mean accuracy, severities 1–5", axis=alt.Axis(format=".0%"),
+        y=alt.Y("accuracy:Q", title="accuracy (mean of severities 1–5)", axis=alt.Axis(format=".0%"),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", title=None, scale=_model_scale(models), legend=alt.Legend(orient="top")),
         tooltip=["model:N", "corruption:N", "family:N", alt.Tooltip("accuracy:Q", format=".1%")],
     ).properties(height=height, title="Accuracy per corruption")
 
 
-def severity_lines(res: Mapping[str, Any], height: int = 260) -> alt.Chart:
+def severity_lines(res: Mapping[str, Any], height: int = 360) -> alt.Chart:
     """Accuracy against severity (0 = clean), the mean over corruptions, one line per model."""
     df = pd.DataFrame(corruption_rows(res), columns=["model", "corruption", "family", "severity", "accuracy"])
     mean = df.groupby(["model", "severity"], as_index=False)["accuracy"].mean()
     return alt.Chart(mean).mark_line(point=True).encode(
         x=alt.X("severity:Q", title="severity (0 = clean)", axis=alt.Axis(values=[0, 1, 2, 3, 4, 5], format="d")),
-        y=alt.Y("accuracy:Q", title="mean accuracy over corruptions", axis=alt.Axis(format=".0%"),
+        y=alt.Y("accuracy:Q", title="accuracy (mean of corruptions)", axis=alt.Axis(format=".0%"),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", title=None, scale=_model_scale(list(res["models"])), legend=alt.Legend(orient="top")),
         tooltip=["model:N", "severity:Q", alt.Tooltip("accuracy:Q", format=".1%")],
     ).properties(height=height, title="Accuracy against severity")
 
 
-def epsilon_lines(res: Mapping[str, Any], height: int = 260) -> alt.Chart:
+def epsilon_lines(res: Mapping[str, Any], height: int = 360) -> alt.Chart:
     """Accuracy against the L∞ budget ε, solid FGSM, dashed PGD, one colour per model."""
     df = pd.DataFrame(epsilon_rows(res), columns=["model", "attack", "epsilon", "accuracy"])
     return alt.Chart(df).mark_line(point=True).encode(

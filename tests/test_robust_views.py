@@ -72,3 +72,9 @@ def test_the_severity_curve_averages_over_corruptions():
 def test_provenance_names_the_subset_and_a_partial_run():
     assert "400 test images (40 per class, seed 0)" in V.provenance(RES) and "30 min" in V.provenance(RES)
     assert "Partial run" in V.provenance({**RES, "complete": False})
+
+
+def test_the_epsilon_table_has_one_row_per_budget():
+    rows = V.epsilon_table(RES)
+    assert [r["ε"] for r in rows] == ["0/255", "1/255", "8/255"]
+    assert rows[1] == {"ε": "1/255", "CustomCNN FGSM %": 50.0, "CustomCNN PGD %": 40.0, "ResNet18 FGSM %": 60.0}
