@@ -61,14 +61,15 @@ def texts(at: AppTest) -> str:
     return "\n".join(map(str, parts))
 
 
-def test_without_results_the_page_says_how_to_make_them_and_still_works_live(monkeypatch, tmp_path, ckpt):
+def test_without_results_the_page_says_how_to_make_them_and_opens_a_link_live(monkeypatch, tmp_path, ckpt):
     _env(monkeypatch, ckpt, tmp_path)
-    at = open_robustness()
+    at = open_robustness(probe="corruption", corruption="frost", severity="9")
     page = texts(at)
     assert "python -m cifar.robustness" in page
-    assert "Gaussian noise, severity 3" in page  # the default probe, for both models
-    assert page.count("Clean: **") == 2
-    assert len(at.image) >= 8  # clean, its map, corrupted, its map, per model
+    assert at.selectbox(key="rb_corruption").value == "frost"
+    assert at.slider(key="rb_severity").value == 3  # 9 is not a severity: the default stays
+    assert page.count("Frost, severity 3: **") == 2  # both models' verdicts
+    assert len(at.image) >= 8  # clean, corrupted and their maps, per model
 
 
 def test_with_results_the_summary_shows_both_models(monkeypatch, tmp_path, ckpt_with_results):
@@ -100,18 +101,10 @@ def test_a_link_opens_an_attack_with_its_minimal_epsilon(monkeypatch, tmp_path, 
         assert shared[k] in (v, [v]), (k, shared.get(k))
 
 
-def test_a_link_opens_a_corruption_and_a_bad_value_is_ignored(monkeypatch, tmp_path, ckpt):
-    _env(monkeypatch, ckpt, tmp_path)
-    at = open_robustness(probe="corruption", corruption="frost", severity="9")
-    assert at.selectbox(key="rb_corruption").value == "frost"
-    assert at.slider(key="rb_severity").value == 3  # 9 is not a severity: the default stays
-    assert "Frost, severity 3" in texts(at)
-
-
 def test_a_broken_results_file_is_named_with_its_fix(monkeypatch, tmp_path, ckpt_with_results):
     broken = shutil.copytree(ckpt_with_results, tmp_path / "ck")
     (broken / "robustness.json").write_text("{not json")
     _env(monkeypatch, broken, tmp_path)
     at = open_robustness()
     assert len(at.error) == 1 and "robustness.json" in at.error[0].value
-    assert "Gaussian noise, severity 3" in texts(at)  # the live part still works
+    assert "Gaussian noise, severity 3: **" in texts(at)  # the live part still works
