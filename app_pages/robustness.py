@@ -37,7 +37,7 @@ else:
                f"clean error), in points. mCE and relative mCE follow Hendrycks & Dietterich with "
                f"**{get_model(base).title if base in MODELS else 'no'}** as the baseline instead of AlexNet (so it "
                f"scores 100% by definition; below 100% = more robust). Anchor: {robust_views.ANCHOR}")
-    c1, c2 = st.columns([3, 2])
+    c1, c2 = st.columns(2)
     with c1:
         st.vega_lite_chart(spec=cache.chart_spec("rob_bars", res.get("written"), lambda: robust_views.corruption_bars(res)),
                            width="stretch")

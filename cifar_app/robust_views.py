@@ -114,11 +114,11 @@ def epsilon_table(res: Mapping[str, Any]) -> list[dict[str, Any]]:
     table: dict[float, dict[str, Any]] = {}
     for r in epsilon_rows(res):
         row = table.setdefault(r["epsilon"], {"ε": f"{r['epsilon']:g}/255"})
-        row[f"{r['model']} {r['attack']} %"] = round(100 * r["accuracy"], 1)
+        row[f"{r['model']} {r['attack']}"] = round(100 * r["accuracy"], 1)
     return [table[e] for e in sorted(table)]
 
 
-def corruption_bars(res: Mapping[str, Any], height: int = 360) -> alt.Chart:
+def corruption_bars(res: Mapping[str, Any], height: int = 480) -> alt.Chart:
     """Mean accuracy over severities 1–5 per corruption, the models side by side, clean accuracy as ticks."""
     df = pd.DataFrame([r for r in corruption_rows(res) if r["severity"] > 0],
                       columns=["model", "corruption", "family", "severity", "accuracy"])
@@ -126,9 +126,9 @@ def corruption_bars(res: Mapping[str, Any], height: int = 360) -> alt.Chart:
     order = list(dict.fromkeys(df["corruption"]))
     models = list(res["models"])
     return alt.Chart(mean).mark_bar().encode(
-        x=alt.X("corruption:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40)),
-        xOffset=alt.XOffset("model:N"),
-        y=alt.Y("accuracy:Q", title="accuracy (mean of severities 1–5)", axis=alt.Axis(format=".0%"),
+        y=alt.Y("corruption:N", sort=order, title=None),
+        yOffset=alt.YOffset("model:N"),
+        x=alt.X("accuracy:Q", title="accuracy (mean of severities 1–5)", axis=alt.Axis(format=".0%"),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", title=None, scale=_model_scale(models), legend=alt.Legend(orient="top")),
         tooltip=["model:N", "corruption:N", "family:N", alt.Tooltip("accuracy:Q", format=".1%")],

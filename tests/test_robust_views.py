@@ -77,4 +77,4 @@ def test_provenance_names_the_subset_and_a_partial_run():
 def test_the_epsilon_table_has_one_row_per_budget():
     rows = V.epsilon_table(RES)
     assert [r["ε"] for r in rows] == ["0/255", "1/255", "8/255"]
-    assert rows[1] == {"ε": "1/255", "CustomCNN FGSM %": 50.0, "CustomCNN PGD %": 40.0, "ResNet18 FGSM %": 60.0}
+    assert rows[1] == {"ε": "1/255", "CustomCNN FGSM": 50.0, "CustomCNN PGD": 40.0, "ResNet18 FGSM": 60.0}
