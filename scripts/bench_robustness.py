@@ -48,6 +48,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--image", type=int, default=0, help="position in the demo bundle")
     p.add_argument("--models", nargs="*", default=["resnet18", "cnn"])
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads; on a loaded machine 1 gives honest CPU times (2 threads spin-wait for each other)")
     p.add_argument("--no-pgd-search", action="store_true", help="skip the PGD minimal-ε search (the slowest part)")
     args = p.parse_args()
 
@@ -57,10 +59,11 @@ def main() -> int:
     from cifar import adversarial, corruptions, explain
     from cifar.checkpoints import load_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     with np.load(Path(args.checkpoints) / "demo_images.npz") as z:
         image, index = z["images"][args.image], int(z["indices"][args.image])
-    print(f"load average {os.getloadavg()[0]:.1f} (2 cores); image #{index}; median of {args.repeats}")
+    print(f"load average {os.getloadavg()[0]:.1f} (2 cores); {args.threads} torch thread(s); image #{index}; "
+          f"median of {args.repeats}")
     for model in args.models:
         net, meta = load_model(Path(args.checkpoints) / f"{model}.safetensors")
         mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]

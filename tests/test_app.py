@@ -95,6 +95,7 @@ CONTENT = {
     "feature_maps": ["Feature maps · CustomCNN", "strongest"],
     "attributions": ["Attributions", "Integrated Gradients", "Occlusion", "target"],
     "your_image": ["Try your own image", "Upload"],
+    "robustness": ["Robustness", "One image, live", "Clean: **", "python -m cifar.robustness"],
 }
 
 
