@@ -491,3 +491,97 @@ def test_nearest(model: str, image: np.ndarray, k: int, exclude: int | None = No
     _, test, _ = influence_bank(model)
     features, _ = penultimate(model, image)
     return influences.test_neighbours(test, features, k, exclude)
+
+# ------------------------------------------------------------------------------ robustness
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _robustness(ckpt: str, data: str, version: tuple) -> dict | None:
+    from cifar_app import robust_views
+
+    try:
+        return robust_views.read_results(Path(ckpt) / robust_views.RESULTS_FILE)
+    except robust_views.ResultsError as e:
+        raise Unavailable(f"{e}. Restore it with `git checkout -- checkpoints/{robust_views.RESULTS_FILE}` or "
+                          "recompute it with `python -m cifar.robustness --data-dir <data>`.") from None
+
+
+def robustness() -> dict | None:
+    """checkpoints/robustness.json (cifar.robustness), None when absent. Raises Unavailable when unreadable."""
+    from cifar_app import robust_views
+
+    return _robustness(*_files(lambda p: p.checkpoints / robust_views.RESULTS_FILE))
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
+def corrupted(image: np.ndarray, name: str, severity: int, index: int) -> np.ndarray:
+    """One uint8 image under a corruption; `index` (its test index) seeds it as the sweep does."""
+    from cifar import corruptions
+
+    return corruptions.corrupt(image, name, int(severity), seed=0, indices=[int(index)])
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=IMAGE_TTL_S)
+def _adversarial(key: tuple, image: np.ndarray, attack: str, epsilon: float, _net, _norm):
+    from cifar import adversarial
+
+    out = memory.on_torch_thread(adversarial.attack_image, _net, image, epsilon, attack, mean=_norm[0], std=_norm[1])
+    memory.release_memory()
+    return out
+
+
+def adversarial(model: str, image: np.ndarray, attack: str, epsilon: float):
+    """adversarial.Adversarial: the image attacked on `model` away from its clean prediction at ε (pixel units)."""
+    norm = store.normalization(metadata(model))
+    return _adversarial(model_key(model), image, attack, float(epsilon), load_model(model), norm)
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=IMAGE_TTL_S)
+def _min_flip(key: tuple, image: np.ndarray, attack: str, _net, _norm):
+    from cifar import adversarial
+
+    out = memory.on_torch_thread(adversarial.min_flip_for_image, _net, image, attack, mean=_norm[0], std=_norm[1])
+    memory.release_memory()
+    return out
+
+
+def min_flip(model: str, image: np.ndarray, attack: str):
+    """The smallest-ε adversarial copy (≤ 8/255) of one image on `model`, None when none flips it."""
+    norm = store.normalization(metadata(model))
+    return _min_flip(model_key(model), image, attack, load_model(model), norm)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
+def _pixel_probs(key: tuple, pixels: np.ndarray, _net, _norm) -> np.ndarray:
+    from cifar import adversarial, explain
+
+    return memory.on_torch_thread(explain.predict, _net, adversarial.normalize_pixels(pixels, *_norm))[0]
+
+
+def predict_pixels(model: str, pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities (10,) of a float (3, H, W) image in [0, 1] (an adversarial one: not rounded to uint8)."""
+    norm = store.normalization(metadata(model))
+    return _pixel_probs(model_key(model), pixels, load_model(model), norm)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
+def _pixel_attribution(key: tuple, pixels: np.ndarray, target: int, method: str, params: tuple, _net, _norm):
+    from cifar import adversarial, explain
+
+    x = adversarial.normalize_pixels(pixels, *_norm)
+    attr = memory.on_torch_thread(explain.attribute, _net, x, target, method, mean=_norm[0], std=_norm[1],
+                                  **dict(params))
+    memory.release_memory()
+    return attr
+
+
+def attribution_pixels(model: str, pixels: np.ndarray, target: int, method: str, params: dict) -> np.ndarray:
+    """Signed (H, W) attribution of a float (3, H, W) image in [0, 1] (see `attribution`)."""
+    from cifar import explain
+
+    used = explain.method_params(method, **params)
+    if any(p.kind == "layer" for p in explain.get_method(method).params) and not used.get("layer"):
+        used["layer"] = gradcam_layer(model)
+    norm = store.normalization(metadata(model))
+    return _pixel_attribution(model_key(model), pixels, int(target), method, tuple(sorted(used.items())),
+                              load_model(model), norm)

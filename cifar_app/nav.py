@@ -64,6 +64,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("calibration", "calibration.py", "Calibration", ":material/verified:", "calibration", "Results", False,
              "Can a confidence be trusted? Reliability, temperature scaling, and when an image is unlike CIFAR-10.",
              heading="Calibration and out-of-distribution images"),
+    PageSpec("robustness", "robustness.py", "Robustness", ":material/shield:", "robustness", "Explain", False,
+             "Both models under CIFAR-10-C corruptions and FGSM/PGD attacks: curves, and one image live.",
+             heading="Robustness"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 

@@ -144,3 +144,8 @@ def share(**values: Any) -> None:
     The switch travels only when off (calibrated=0), so a link keeps its default short.
     """
     publish({MODEL: current_model(), CALIBRATED: None if calibrated() else 0, **values})
+
+# The Robustness page: what it probes (corruption or attack) and with what.
+PROBE = "probe"  # "corruption" or "attack"
+CORRUPTION, SEVERITY = "corruption", "severity"
+ATTACK, EPSILON = "attack", "eps"  # eps in 1/255 pixel units

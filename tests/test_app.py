@@ -100,6 +100,7 @@ CONTENT = {
     "label_errors": ["Label-error candidates · CustomCNN", "highest self-influence"],
     "calibration": ["Calibration and out-of-distribution images", "temperature T", "Reliability diagram",
                     "Out-of-distribution detection", "No dataset here (the demo)"],
+    "robustness": ["Robustness", "One image, live", "Clean: **", "python -m cifar.robustness"],
 }
 
 

@@ -35,6 +35,7 @@ LINKS = {
     "attributions": ("?image=5&view=detail&method=grad-cam&target=class&cls=dog",
                      {"Test image index": "5", "Method": "Grad-CAM"}),
     "training_images": ("?image=9&target=class&cls=cat&k=4", {"Test image index": "9"}),
+    "robustness": ("?probe=corruption&corruption=frost&severity=4&image=5", {"Test image index": "5", "Corruption": "Frost"}),
 }
 PAGE_TIMEOUT = 180  # s: the first page imports torch and loads a model on a slow CI machine
 
