@@ -559,9 +559,10 @@ def _pixel_probs(key: tuple, pixels: np.ndarray, _net, _norm) -> np.ndarray:
 
 
 def predict_pixels(model: str, pixels: np.ndarray) -> np.ndarray:
-    """Class probabilities (10,) of a float (3, H, W) image in [0, 1] (an adversarial one: not rounded to uint8)."""
+    """Class probabilities (10,) of a float (3, H, W) image in [0, 1] (an adversarial one: not rounded to uint8),
+    calibrated as the sidebar switch says, like `predict`."""
     norm = store.normalization(metadata(model))
-    return _pixel_probs(model_key(model), pixels, load_model(model), norm)
+    return calibrate(model, _pixel_probs(model_key(model), pixels, load_model(model), norm))
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
