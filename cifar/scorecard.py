@@ -320,6 +320,9 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, targets: Sequence[int], m
 
     def explanation(inputs, target: torch.Tensor) -> torch.Tensor:
         inputs = inputs[0] if isinstance(inputs, tuple) else inputs  # captum passes a tuple of one
+        target = torch.as_tensor(target).reshape(-1)
+        if len(target) == 1:  # captum leaves a one-element target as it is
+            target = target.expand(len(inputs))
         maps = maps_for(model, inputs, target.tolist(), method, seed=seed, mean=mean, std=std, params=params)
         return (_as_input_shape(maps, inputs),)  # a tuple: captum iterates over what this returns
 
@@ -346,14 +349,21 @@ class Settings:
 
     images: int = 200  # per model, half of them that model's errors
     seed: int = 0
-    steps: int = 16  # deletion/insertion points after the start: 1024 px / 16 = 64 px per step
-    infidelity_samples: int = 10
+    steps: int = 8  # deletion/insertion points after the start: 1024 px / 8 = 128 px per step
+    infidelity_samples: int = 5
     infidelity_noise: float = INFIDELITY_STD
-    sensitivity_images: int = 40  # the first ones of the sample (half errors): sensitivity reruns the method
-    sensitivity_samples: int = 5
+    sensitivity_images: int = 16  # the first ones of the sample (half errors): sensitivity reruns the method
+    sensitivity_samples: int = 3
     sensitivity_radius: float = SENSITIVITY_RADIUS
-    cascade_images: int = 16  # the first ones of the sample: the cascade reruns the method per block
+    cascade_images: int = 8  # the first ones of the sample: the cascade reruns the method per block
+    ig_steps: int = 16  # Integrated Gradients' steps here (the app's default is 50): it runs ~600 times per image
+    smoothgrad_samples: int = 8  # SmoothGrad's noisy samples here (the app's default is 20), for the same reason
     batch: int = 8  # images per attribution call
+
+    def method_params(self, method: str) -> dict:
+        """The settings a method runs with in the scorecard (its registry defaults otherwise)."""
+        return {"Integrated Gradients": {"steps": self.ig_steps},
+                "SmoothGrad": {"n_samples": self.smoothgrad_samples}}.get(method, {})
 
 
 def methods_scored() -> tuple[str, ...]:
@@ -386,11 +396,13 @@ def score_method(model: nn.Module, x: torch.Tensor, targets: list[int], method: 
                  mean: Sequence[float], std: Sequence[float], bar=None) -> dict:
     """Every number the scorecard keeps for one method on one model's sample."""
     s = settings
+    params = s.method_params(method)
     t0 = time.perf_counter()
     n = len(targets)
     maps = []
     for i in range(0, n, s.batch):
-        maps.append(maps_for(model, x[i:i + s.batch], targets[i:i + s.batch], method, seed=s.seed + i, mean=mean, std=std))
+        maps.append(maps_for(model, x[i:i + s.batch], targets[i:i + s.batch], method, seed=s.seed + i, mean=mean, std=std,
+                             params=params))
         if bar is not None:
             bar.update(len(targets[i:i + s.batch]))
     maps = np.concatenate(maps)
@@ -402,6 +414,8 @@ def score_method(model: nn.Module, x: torch.Tensor, targets: list[int], method: 
         ins.append(c["insertion"])
         infid.append(infidelity(model, x[i:i + s.batch], maps[i:i + s.batch], targets[i:i + s.batch],
                                 n_samples=s.infidelity_samples, noise=s.infidelity_noise, seed=s.seed + i))
+        if bar is not None:
+            bar.update(len(targets[i:i + s.batch]))
     dele, ins = np.concatenate(dele), np.concatenate(ins)
     out = {"deletion_auc": _r(auc(dele)), "insertion_auc": _r(auc(ins)),
            "deletion_curve": _r(dele.mean(0)), "insertion_curve": _r(ins.mean(0)),
@@ -413,13 +427,17 @@ def score_method(model: nn.Module, x: torch.Tensor, targets: list[int], method: 
     else:
         sens = [max_sensitivity(model, x[i:min(i + s.batch, k)], targets[i:min(i + s.batch, k)], method,
                                 n_samples=s.sensitivity_samples, radius=s.sensitivity_radius, seed=s.seed + i,
-                                mean=mean, std=std) for i in range(0, k, s.batch)]
+                                mean=mean, std=std, params=params) for i in range(0, k, s.batch)]
+        if bar is not None:
+            bar.update(k)
         out["sensitivity"] = _r(np.concatenate(sens))
     k = min(s.cascade_images, n)
     if k:
-        run = sanity_cascade(model, x[:k], targets[:k], [method], seed=s.seed, mean=mean, std=std)
+        run = sanity_cascade(model, x[:k], targets[:k], [method], seed=s.seed, mean=mean, std=std,
+                             params={method: params}, progress=(lambda i, n: bar.update(1)) if bar is not None else None)
         out["sanity"] = {name: _r(v) for name, v in run["scores"][method].items()}  # (steps, k)
         out["sanity_steps"] = run["steps"]
+    out["params"] = {**explain.default_params(method), **params} if method in explain.METHODS else {}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -492,7 +510,10 @@ def run_scorecard(checkpoints: Path, data_dir: str | None, models: Sequence[str]
                     if not quiet:
                         print(f"{name} · {method}: done before ({part})", file=sys.stderr)
                     continue
-            with tqdm(total=len(idx), desc=f"{name} · {method}", unit="img", disable=quiet, file=sys.stderr) as bar:
+            # units: maps, then curves + infidelity, per image; sensitivity's images; cascade steps
+            total = 2 * len(idx) + (0 if method == "Random" else min(settings.sensitivity_images, len(idx)))
+            total += (len(entry["blocks"]) + 1) if settings.cascade_images else 0
+            with tqdm(total=total, desc=f"{name} · {method}", disable=quiet, file=sys.stderr) as bar:
                 scores = score_method(net, x, targets, method, settings, mean=mean, std=std, bar=bar)
             _write_json(part, {"key": key, "scores": scores})
             entry["methods"][method] = scores

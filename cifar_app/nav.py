@@ -52,6 +52,13 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("your_image", "your_image.py", "Try your own image", ":material/upload:", "your-image", "Explain", False,
              "Upload a photo and see what both models make of it.",
              heading="Try your own image"),
+    PageSpec("explanation_check", "explanation_check.py", "Check a map", ":material/troubleshoot:",
+             "explanation-check", "Explain", False,
+             "Does a map depend on the model, and does it point at what the model uses? One image, both models.",
+             heading="Can I trust this map?"),
+    PageSpec("scorecard", "scorecard.py", "Explanation scorecard", ":material/fact_check:", "scorecard", "Explain",
+             False, "Sanity checks and faithfulness of every method over 200 test images, beside an edge detector.",
+             heading="Explanation scorecard"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 

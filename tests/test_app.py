@@ -95,6 +95,8 @@ CONTENT = {
     "feature_maps": ["Feature maps · CustomCNN", "strongest"],
     "attributions": ["Attributions", "Integrated Gradients", "Occlusion", "target"],
     "your_image": ["Try your own image", "Upload"],
+    "explanation_check": ["Can I trust this map?", "Sanity check", "Deletion AUC", "Max-sensitivity"],
+    "scorecard": ["Explanation scorecard", "python -m cifar.scorecard"],
 }
 
 
