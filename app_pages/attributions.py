@@ -64,9 +64,9 @@ why = why_not = None
 if target_mode == "contrast":
     a_col, b_col = c2.columns(2)
     why = a_col.selectbox("Why", why_options, key="at_why", persist_state="session",
-                          format_func=lambda v: "the prediction" if v == "predicted" else v)
+                          format_func=lambda v: "prediction" if v == "predicted" else v)
     why_not = b_col.selectbox("and not", not_options, key="at_not", persist_state="session",
-                              format_func=lambda v: "the true class" if v == "true" else v,
+                              format_func=lambda v: "true class" if v == "true" else v,
                               help="The map explains logit A − logit B: red pixels push towards A and away from B.")
 with c3:
     display = st.radio("Display", ["signed", "absolute"], key="at_display", horizontal=True, persist_state="session")

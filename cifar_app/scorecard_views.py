@@ -132,7 +132,7 @@ def mean_curves_chart(card: Mapping, titles: Mapping[str, str], kind: str = "del
     return alt.Chart(pd.DataFrame(rows)).mark_line().encode(
         x=alt.X("fraction:Q", title=f"share of pixels {'removed' if kind == 'deletion' else 'restored'}",
                 axis=alt.Axis(format="%")),
-        y=alt.Y("probability:Q", title="mean probability of the explained class", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("probability:Q", title="mean p(explained class)", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("method:N", sort=list(sc.methods_scored())),
         strokeDash=alt.condition(alt.FieldOneOfPredicate("method", list(sc.explain.REFERENCES)),
                                  alt.value([4, 3]), alt.value([1, 0])),
@@ -150,7 +150,7 @@ def image_curves_chart(result: Mapping, method: str) -> alt.Chart:
                 rows.append({"curve": kind, "order": who, "fraction": i / (len(curve) - 1), "probability": float(p)})
     return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
         x=alt.X("fraction:Q", title="share of pixels changed", axis=alt.Axis(format="%")),
-        y=alt.Y("probability:Q", title="probability of the explained class", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("probability:Q", title="p(explained class)", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("curve:N", scale=alt.Scale(domain=["deletion", "insertion"], range=["#1f77b4", "#ff7f0e"])),
         strokeDash=alt.StrokeDash("order:N", sort=[method, "random order"], title="pixel order"),
         tooltip=["curve", "order", alt.Tooltip("fraction:Q", format=".0%"), alt.Tooltip("probability:Q", format=".3f")],

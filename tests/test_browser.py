@@ -25,7 +25,7 @@ from devkit.browser import chromium, find_chromium, streamlit_server, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 # Vega-Lite charts each page must draw (a chart whose spec Streamlit rejects is silently missing).
-CHARTS = {"overview": 1, "training": 3, "metrics": 2}
+CHARTS = {"overview": 1, "training": 3, "metrics": 2, "explanation_check": 4}
 # A shared link per page, and what the opened view must then show: (title words, {widget label: value}).
 LINKS = {
     "metrics": ("?model=resnet18&true=cat&pred=dog", {}),
@@ -34,6 +34,7 @@ LINKS = {
                      {"Test image index": "7", "Layer (49 in forward order)": "layer3.0"}),
     "attributions": ("?image=5&view=detail&method=grad-cam&target=class&cls=dog",
                      {"Test image index": "5", "Method": "Grad-CAM"}),
+    "explanation_check": ("?image=5&method=sobel-edges", {"Test image index": "5", "Method": "Sobel edges"}),
 }
 PAGE_TIMEOUT = 180  # s: the first page imports torch and loads a model on a slow CI machine
 
