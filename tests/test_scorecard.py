@@ -223,7 +223,7 @@ def test_scorecard_cli_schema_resume_and_reproducibility(tmp_path, tmp_path_fact
     ckpt = app_checkpoints_once(tmp_path_factory)
     data = ckpt.parent / "data"
     methods = ["Saliency", "Grad-CAM", "Sobel edges", "Random"]
-    argv = ["--checkpoints", str(ckpt), "--data-dir", str(data), "--methods", *methods, *SMALL]
+    argv = ["--checkpoints", str(ckpt), "--data-dir", str(data), "--methods", *methods, *SMALL, "--models", "cnn"]
     out1, out2 = tmp_path / "a.json", tmp_path / "b.json"
     assert S.main([*argv, "--out", str(out1), "--work", str(tmp_path / "w1")]) == 0
     card = json.loads(out1.read_text())
