@@ -252,3 +252,28 @@ def test_scorecard_cli_schema_resume_and_reproducibility(tmp_path, tmp_path_fact
         for method in methods:
             a, b = card["models"][model]["methods"][method], fresh[model]["methods"][method]
             assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def _entry(deletion: float, insertion: float, sanity: list[float]) -> dict:
+    return {"deletion_auc": [deletion] * 3, "insertion_auc": [insertion] * 3, "infidelity": [1.0] * 3,
+            "sensitivity": [0.1], "sanity": {"spearman_abs": [[v, v] for v in sanity],
+                                             "ssim": [[v, v] for v in sanity]},
+            "sanity_steps": ["original", "fc", "conv"][:len(sanity)]}
+
+
+def test_verdict_follows_the_numbers():
+    card = {"models": {"cnn": {"methods": {
+        "Guided Backprop": _entry(0.20, 0.60, [1.0, 0.9, 0.3]),  # mean over the cascade 0.6: fails
+        "Saliency": _entry(0.10, 0.40, [1.0, 0.3, 0.1]),  # passes; beats Sobel on deletion only
+        "Sobel edges": _entry(0.25, 0.50, [1.0, 1.0, 1.0]),
+    }}}}
+    rows = {r["method"]: r for r in S.summary_rows(card, "cnn")}
+    assert rows["Guided Backprop"]["spearman_abs"] == pytest.approx(0.6)
+    assert rows["Guided Backprop"]["spearman_abs_top"] == pytest.approx(0.9)
+    assert rows["Guided Backprop"]["spearman_abs_all"] == pytest.approx(0.3)
+    assert S.sanity_fails(rows["Guided Backprop"]) and not S.sanity_fails(rows["Saliency"])
+    lines = S.verdict(card, {"cnn": "CustomCNN"})
+    assert any(line.startswith("**CustomCNN**: Guided Backprop fails the sanity check") for line in lines)
+    assert any("Saliency passes it" in line for line in lines)
+    assert any("Guided Backprop beats the Sobel edge map on both" in line and "Saliency on only one" in line
+               for line in lines)
