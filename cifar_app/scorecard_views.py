@@ -71,8 +71,11 @@ def markdown_table(card: Mapping, titles: Mapping[str, str]) -> str:
     """The table as Markdown (the README's)."""
     rows = table(card, titles)
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join("–" if r[c] is None else str(r[c]) for c in cols) + " |" for r in rows]
+    def cell(v) -> str:
+        return "–" if v is None else str(v).replace("|", "\\|")  # |attr| must not end a cell
+
+    lines = ["| " + " | ".join(map(cell, cols)) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
