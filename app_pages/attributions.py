@@ -28,12 +28,21 @@ st.page_link(nav.PAGE_FILES["training_images"], label="The training images behin
 # --------------------------------------------------------------------------- the shared controls
 views = {"grid": "All methods", "detail": "One method in detail"}
 methods = list(explain.METHODS)
-targets = {"predicted": "each model's prediction", "true": "the true class", "class": "a class I pick"}
-modes = list(targets) if pick["label"] is not None else ["predicted", "class"]
+targets = {"predicted": "each model's prediction", "true": "the true class", "class": "a class I pick",
+           "contrast": "why A, not B"}
+modes = list(targets) if pick["label"] is not None else ["predicted", "class", "contrast"]
+# "why A, not B": the map of logit A − logit B. A is each model's prediction or a class; B the true class or one.
+why_options = ["predicted", *names]
+not_options = (["true"] if pick["label"] is not None else []) + list(names)
 state.from_url(state.VIEW, "at_view", state.choice(list(views)))
 state.from_url(state.METHOD, "at_method", state.choice({state.slug(m): m for m in methods} | {m: m for m in methods}))
 state.from_url(state.TARGET, "at_target", state.choice(modes))
 state.from_url(state.CLASS, "at_class", state.choice({n: i for i, n in enumerate(names)}))
+state.from_url(state.WHY, "at_why", state.choice(why_options))
+state.from_url(state.WHY_NOT, "at_not", state.choice(not_options))
+if st.session_state.get("at_not") not in not_options:  # "true" is gone for an upload
+    st.session_state["at_not"] = not_options[0]
+st.session_state.setdefault("at_why", "predicted")
 state.from_url(state.DISPLAY, "at_display", state.choice(["signed", "absolute"]))
 state.from_url(state.OPACITY, "at_opacity", state.number_in(0.0, 1.0))
 if st.session_state.get("at_target") not in modes:  # "true" is gone for an upload
@@ -52,6 +61,14 @@ if view == "detail":
 target_mode = c2.radio("Explain", modes, format_func=targets.get, key="at_target", persist_state="session")
 chosen = c2.selectbox("Class", range(len(names)), format_func=names.__getitem__, key="at_class",
                       persist_state="session", disabled=target_mode != "class", label_visibility="collapsed")
+why = why_not = None
+if target_mode == "contrast":
+    a_col, b_col = c2.columns(2)
+    why = a_col.selectbox("Why", why_options, key="at_why", persist_state="session",
+                          format_func=lambda v: "prediction" if v == "predicted" else v)
+    why_not = b_col.selectbox("and not", not_options, key="at_not", persist_state="session",
+                              format_func=lambda v: "true class" if v == "true" else v,
+                              help="The map explains logit A − logit B: red pixels push towards A and away from B.")
 with c3:
     display = st.radio("Display", ["signed", "absolute"], key="at_display", horizontal=True, persist_state="session")
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, key="at_opacity", persist_state="session")
@@ -89,8 +106,16 @@ for model in MODELS:
     except Unavailable as e:
         ready[model] = {"problem": e}
         continue
-    target = tables.attribution_target(target_mode, probs, pick["label"], chosen)
-    ready[model] = {"probs": probs, "target": target}
+    if target_mode == "contrast":
+        a = int(probs.argmax()) if why == "predicted" else names.index(why)
+        b = int(pick["label"]) if why_not == "true" else names.index(why_not)
+        if a == b:
+            ready[model] = {"skip": f"{get_model(model).title} predicts **{names[a]}**, which is B too: "
+                                    "'why A, not A' has no answer. Pick another class as B."}
+            continue
+        ready[model] = {"probs": probs, "target": a, "contrast": b}
+    else:
+        ready[model] = {"probs": probs, "target": tables.attribution_target(target_mode, probs, pick["label"], chosen)}
     try:  # a warning when the image is unlike CIFAR-10 for this model (the Calibration page's detectors)
         check = cache.ood_check(model, pick["image"])
         ready[model]["unlike"] = check["text"] if check["unlike"] else None
@@ -100,12 +125,28 @@ for model in MODELS:
 shared = {state.IMAGE: pick["index"], state.VIEW: view, state.TARGET: target_mode,
           state.CLASS: names[chosen] if target_mode == "class" else None,
           state.METHOD: state.slug(method) if method else None, state.DISPLAY: display,
+          state.WHY: why, state.WHY_NOT: why_not,
           state.OPACITY: f"{opacity:g}", **params}
+
+
+def usable(model: str) -> bool:
+    """Whether this model has a map to show (its checkpoint loads, and its contrast has two classes)."""
+    return "problem" not in ready[model] and "skip" not in ready[model]
+
+
+def target_text(r: dict) -> str:
+    """"target **dog** (p = 0.71)", or for a contrast "why **dog** (p = 0.71), not **deer** (p = 0.12)"."""
+    p = r["probs"]
+    t = f"**{names[r['target']]}** (p = {formats.probability(p[r['target']])})"
+    if "contrast" in r:
+        return f"why {t}, not **{names[r['contrast']]}** (p = {formats.probability(p[r['contrast']])})"
+    return f"target {t}"
 
 
 def heat(model: str, name: str, run_params: dict):
     """(the map scaled for display, its display mode) of one method for one model."""
-    attr = cache.attribution(model, pick["image"], ready[model]["target"], name, run_params)
+    attr = cache.attribution(model, pick["image"], ready[model]["target"], name, run_params,
+                             contrast=ready[model].get("contrast"))
     mode = display if explain.METHODS[name].signed else "absolute"  # an unsigned map has no blue half
     return explain.to_display(attr, mode), mode
 
@@ -136,11 +177,14 @@ if view == "grid":
             with col:
                 widgets.show_problem(r["problem"])
             continue
-        col.caption(f"target **{names[r['target']]}** (p = {formats.probability(r['probs'][r['target']])}) · "
+        if "skip" in r:
+            col.info(r["skip"])
+            continue
+        col.caption(f"{target_text(r)} · "
                     f"{tables.top_k_caption(r['probs'], names)}  \nleft: overlay · right: the map alone")
         if r["unlike"]:
             col.warning(r["unlike"], icon=":material/warning:")
-    todo = [(m, model) for m in methods for model in MODELS if "problem" not in ready[model]]
+    todo = [(m, model) for m in methods for model in MODELS if usable(model)]
     bar = st.progress(0.0, text="Computing attributions…") if todo else None
     done = 0
     for name in methods:
@@ -148,7 +192,7 @@ if view == "grid":
         row[0].markdown(f"**{name}**")
         row[0].caption(explain.METHODS[name].help)
         for col, model in zip(row[1:], MODELS):
-            if "problem" in ready[model]:
+            if not usable(model):
                 continue
             shown, mode = heat(model, name, explain.default_params(name))
             a, b = col.columns(2)
@@ -175,12 +219,15 @@ else:
         if "problem" in r:
             widgets.show_problem(r["problem"])
             continue
+        if "skip" in r:
+            st.info(r["skip"])
+            continue
         a, b, info = st.columns([2, 2, 3])
         run_params = dict(params)
         with info:
             pred = int(r["probs"].argmax())
-            st.markdown(f"Target **{names[r['target']]}** (p = {formats.probability(r['probs'][r['target']])}) · "
-                        f"predicted **{names[pred]}** · {tables.top_k_caption(r['probs'], names)}")
+            st.markdown(f"{target_text(r)[0].upper()}{target_text(r)[1:]} · predicted **{names[pred]}** · "
+                        f"{tables.top_k_caption(r['probs'], names)}")
             if r["unlike"]:
                 st.warning(r["unlike"], icon=":material/warning:")
             if any(p.kind == "layer" for p in spec.params):

@@ -406,7 +406,7 @@ def _integrated_gradients(twin: nn.Module, x: torch.Tensor, target: int, *, step
     from captum.attr import IntegratedGradients
 
     return IntegratedGradients(twin).attribute(x, baselines=baseline, target=target, n_steps=int(steps),
-                                               internal_batch_size=min(int(steps), MAX_BATCH))
+                                               internal_batch_size=max(min(int(steps), MAX_BATCH), len(x)))  # ≥ the batch, or Captum warns
 
 
 @register_method("Saliency", help="the gradient of the logit with respect to each pixel")
@@ -441,7 +441,7 @@ def _guided_backprop(twin: nn.Module, x: torch.Tensor, target: int):
 def _gradcam(twin: nn.Module, x: torch.Tensor, target: int, *, layer: str):
     from captum.attr import LayerAttribution, LayerGradCam
 
-    cam = LayerGradCam(twin, _module(twin, layer)).attribute(x, target=target, relu_attributions=True)
+    cam = LayerGradCam(twin, _module(_inner(twin), layer)).attribute(x, target=target, relu_attributions=True)
     if cam.ndim != 4:
         raise ValueError(f"Grad-CAM needs a layer with a (C, H, W) output; {layer!r} has {tuple(cam.shape)}")
     return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
@@ -490,8 +490,40 @@ def _num_classes(model: nn.Module) -> int | None:
     return last[-1].out_features if last else None
 
 
+class _Contrast(nn.Module):
+    """logit_a − logit_b as a one-column output: the target "why A and not B" for every method.
+
+    Captum explains output column 0 of this wrapper; the wrapped model's modules stay its own (Grad-CAM
+    hooks its layer, Guided Backprop its ReLUs), so every method sees the gradient of the difference.
+    """
+
+    def __init__(self, net: nn.Module, a: int, b: int):
+        super().__init__()
+        self.net, self.a, self.b = net, int(a), int(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x)
+        return (z[:, self.a] - z[:, self.b]).unsqueeze(1)
+
+
+def _inner(net: nn.Module) -> nn.Module:
+    """The model a method's layer names refer to (through a contrastive wrapper)."""
+    return net.net if isinstance(net, _Contrast) else net
+
+
+def _class_index(value: object, n_classes: int | None, what: str) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be an integer class index, got {value!r}") from None
+    if value < 0 or (n_classes is not None and value >= n_classes):
+        raise ValueError(f"{what} must be a class index in 0..{(n_classes or 1) - 1}, got {value}")
+    return value
+
+
 def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, *,
-              mean: Sequence[float] = MEAN, std: Sequence[float] = STD, **params: object) -> np.ndarray:
+              mean: Sequence[float] = MEAN, std: Sequence[float] = STD, contrast: int | None = None,
+              **params: object) -> np.ndarray:
     """A signed (H, W) float32 attribution map of the target logit for one normalised image (1, 3, H, W).
 
     `params` are the method's settings (its registry entry lists them, with defaults); settings the
@@ -499,6 +531,10 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, *,
     so Integrated Gradients keeps its completeness: the map sums to logit(x) - logit(baseline));
     Occlusion, whose channels are equal, takes their mean. `mean`/`std`: the normalisation x was made
     with (the checkpoint's metadata), which decides what a black baseline is.
+
+    `contrast`: a class B ≠ target. The map then explains "why target and not B": the attribution of
+    logit_target − logit_B (for Grad-CAM, the gradient of that difference; Integrated Gradients' map
+    sums to the difference at x minus the difference at the baseline).
 
     - Integrated Gradients: `steps` Gauss-Legendre steps from the baseline image, batched.
     - Saliency: the signed gradient (abs=False); summed over channels it is d logit / d brightness.
@@ -510,14 +546,32 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, *,
     - Occlusion: logit drop when a `window`×`window` patch (all 3 channels) is set to the baseline,
       sliding by `stride`, averaged over the patches covering each pixel.
     """
+    return _attribute(model, x, target, method, mean=mean, std=std, contrast=contrast, single=True, params=params)[0]
+
+
+def attribute_batch(model: nn.Module, x: torch.Tensor, targets: Sequence[int] | torch.Tensor, method: str, *,
+                    mean: Sequence[float] = MEAN, std: Sequence[float] = STD, **params: object) -> np.ndarray:
+    """`attribute` for a batch (N, 3, H, W) with one target class per image → (N, H, W) float32 maps.
+
+    The same maps as N calls of `attribute` (up to float summation order), in fewer passes: the
+    scorecard (cifar.trust) and Captum's sensitivity_max call it.
+    """
+    n_classes = _num_classes(model)
+    targets = [_class_index(t, n_classes, "target") for t in torch.as_tensor(targets).reshape(-1).tolist()]
+    return _attribute(model, x, targets, method, mean=mean, std=std, contrast=None, single=False, params=params)
+
+
+def _attribute(model: nn.Module, x: torch.Tensor, target: int | list[int], method: str, *, mean, std,
+               contrast: int | None, single: bool, params: dict) -> np.ndarray:
     spec = get_method(method)
     n_classes = _num_classes(model)
-    try:
-        target = operator.index(target)
-    except TypeError:
-        raise ValueError(f"target must be an integer class index, got {target!r}") from None
-    if target < 0 or (n_classes is not None and target >= n_classes):
-        raise ValueError(f"target must be a class index in 0..{(n_classes or 1) - 1}, got {target}")
+    if single:
+        target = _class_index(target, n_classes, "target")
+    if contrast is not None:
+        contrast = _class_index(contrast, n_classes, "contrast")
+        if contrast == target:
+            raise ValueError(f"contrast must be another class than the target ({target}): "
+                             "'why A and not A' has no answer")
     settings = {**default_params(method), **method_params(method, **params)}
     for p in spec.params:
         value = settings.get(p.name)
@@ -528,11 +582,16 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, *,
 
     with _LOCK:
         twin = _explainer(model)
-        x = _as_batch(x, twin, single=True)
+        x = _as_batch(x, twin, single=single)
+        if not single and len(target) != x.shape[0]:
+            raise ValueError(f"expected one target per image: {x.shape[0]} images, {len(target)} targets")
         if "baseline" in settings:
             settings["baseline"] = baseline_image(str(settings["baseline"]), x, mean, std)
         if any(p.kind == "layer" for p in spec.params) and not settings.get("layer"):
             settings["layer"] = default_gradcam_layer(model)
+        net, goal = (twin, target) if contrast is None else (_Contrast(twin, target, contrast), 0)
+        if isinstance(goal, list):
+            goal = torch.tensor(goal, device=x.device)
         try:
             with warnings.catch_warnings():
                 # Captum announces its own (temporary) ReLU hooks and input grads on every call.
@@ -540,13 +599,42 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, *,
                 warnings.filterwarnings("ignore", message=".*required_grads has been set automatically.*")
                 if spec.gradient:
                     x = x.clone().requires_grad_(True)
-                attr = spec.run(twin, x, target, **settings)
-            attr = attr[0].mean(0) if spec.channels == "mean" else attr[0].sum(0)
+                attr = spec.run(net, x, goal, **settings)
+            attr = attr.mean(1) if spec.channels == "mean" else attr.sum(1)
             return attr.detach().cpu().numpy().astype(np.float32)
         finally:
             if count_hooks(twin):
                 # A hook survived (a Captum bug or an interrupt): drop the copy, build a clean one next time.
                 _COPIES.pop(model, None)
+
+
+# ------------------------------------------------------------------------ reference maps (no model)
+
+# Two maps that do not look at the model, for the scorecard (cifar.trust): a method that cannot beat
+# them on faithfulness, or that stays as unchanged as they do when the model is randomised, tells
+# you about the image rather than the model.
+REFERENCES = ("Random", "Sobel edges")
+
+
+def reference_maps(name: str, x: torch.Tensor, *, seed: int = 0, mean: Sequence[float] = MEAN,
+                   std: Sequence[float] = STD) -> np.ndarray:
+    """(N, H, W) float32 maps for a normalised batch: "Random" = seeded N(0, 1) noise, a random pixel
+    order; "Sobel edges" = the Sobel gradient magnitude of the image's brightness (pixels in [0, 1])."""
+    x = torch.as_tensor(x).detach().float().cpu()
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    n, _, h, w = x.shape
+    if name == "Random":
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(n, h, w, generator=g).numpy()
+    if name == "Sobel edges":
+        pixels = x * torch.as_tensor(std).view(1, -1, 1, 1) + torch.as_tensor(mean).view(1, -1, 1, 1)
+        gray = torch.nn.functional.pad(pixels.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
+        kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+        k = torch.stack([kx, kx.T]).unsqueeze(1)  # (2, 1, 3, 3): d/dx and d/dy
+        grad = torch.nn.functional.conv2d(gray, k)
+        return grad.pow(2).sum(1).sqrt().numpy().astype(np.float32)
+    raise ValueError(f"unknown reference map {name!r}; valid: {', '.join(REFERENCES)}")
 
 
 def to_display(attr: np.ndarray, mode: Literal["signed", "absolute"] = "signed", *, percentile: float = 99.0) -> np.ndarray:

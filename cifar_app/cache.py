@@ -231,17 +231,20 @@ def feature_maps(model: str, image: np.ndarray, layer: str, top: int | None = No
 
 
 @st.cache_data(show_spinner=False, max_entries=128, ttl=IMAGE_TTL_S)
-def _attribution(key: tuple, image: np.ndarray, target: int, method: str, params: tuple, _net, _x, _norm) -> np.ndarray:
+def _attribution(key: tuple, image: np.ndarray, target: int, method: str, params: tuple, _net, _x, _norm,
+                 contrast: int | None = None) -> np.ndarray:
     from cifar import explain
 
     attr = memory.on_torch_thread(explain.attribute, _net, _x, target, method, mean=_norm[0], std=_norm[1],
-                                  **dict(params))
+                                  contrast=contrast, **dict(params))
     memory.release_memory()  # IG/SmoothGrad/Occlusion batches stay in glibc's heap otherwise (see there)
     return attr
 
 
-def attribution(model: str, image: np.ndarray, target: int, method: str, params: dict) -> np.ndarray:
-    """Signed (32, 32) attribution map (explain.attribute); params: only those the method reads."""
+def attribution(model: str, image: np.ndarray, target: int, method: str, params: dict,
+                contrast: int | None = None) -> np.ndarray:
+    """Signed (32, 32) attribution map (explain.attribute); params: only those the method reads; contrast:
+    a class B, to explain logit(target) − logit(B) ("why target, not B")."""
     from cifar import explain
 
     x, mean, std = _inputs(model, image)
@@ -249,7 +252,8 @@ def attribution(model: str, image: np.ndarray, target: int, method: str, params:
     if any(p.kind == "layer" for p in explain.get_method(method).params) and not used.get("layer"):
         used["layer"] = gradcam_layer(model)  # the default spelled out: one cache entry, whichever view asks
     used = tuple(sorted(used.items()))
-    return _attribution(model_key(model), image, int(target), method, used, load_model(model), x, (mean, std))
+    return _attribution(model_key(model), image, int(target), method, used, load_model(model), x, (mean, std),
+                        None if contrast is None else int(contrast))
 
 
 def predict(model: str, image: np.ndarray, calibrated: bool | None = None) -> np.ndarray:
@@ -586,3 +590,68 @@ def attribution_pixels(model: str, pixels: np.ndarray, target: int, method: str,
     norm = store.normalization(metadata(model))
     return _pixel_attribution(model_key(model), pixels, int(target), method, tuple(sorted(used.items())),
                               load_model(model), norm)
+
+
+# ------------------------------------------------------------------------------ can I trust it (cifar.scorecard)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _scorecard(ckpt: str, data: str, version: tuple) -> dict | None:
+    from cifar_app import scorecard_views
+
+    return scorecard_views.read_scorecard(_paths(ckpt, data).checkpoints)
+
+
+def scorecard() -> dict | None:
+    """checkpoints/explain_scorecard.json (python -m cifar.scorecard), None when absent. Raises Unavailable."""
+    from cifar.scorecard import SCORECARD_FILE
+
+    return _scorecard(*_files(lambda p: p.checkpoints / SCORECARD_FILE))
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=IMAGE_TTL_S)
+def _cascade(key: tuple, image: np.ndarray, target: int, method: str, _net, _x, _norm) -> dict:
+    from cifar import scorecard as sc
+
+    run = memory.on_torch_thread(sc.sanity_cascade, _net, _x, [target], [method], mean=_norm[0], std=_norm[1])
+    memory.release_memory()
+    return {"steps": run["steps"], "maps": run["maps"][method][:, 0],
+            "scores": {k: v[:, 0] for k, v in run["scores"][method].items()}}
+
+
+def sanity_cascade(model: str, image: np.ndarray, target: int, method: str) -> dict:
+    """The cascading randomisation of one method on one image: {"steps", "maps" (steps, H, W), "scores"}.
+
+    Runs on a deep copy of the loaded model (cifar.scorecard.cascade): the shared model is not changed."""
+    x, mean, std = _inputs(model, image)
+    return _cascade(model_key(model), image, int(target), method, load_model(model), x, (mean, std))
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=IMAGE_TTL_S)
+def _faithfulness(key: tuple, image: np.ndarray, target: int, method: str, _net, _x, _norm) -> dict:
+    from cifar import scorecard as sc
+
+    def run() -> dict:
+        s = sc.Settings()
+        maps = sc.maps_for(_net, _x, [target], method, mean=_norm[0], std=_norm[1])
+        floor = sc.maps_for(_net, _x, [target], "Random", seed=s.seed)
+        both = sc.curves(_net, _x.repeat(2, 1, 1, 1), np.concatenate([maps, floor]), [target, target], steps=s.steps,
+                         mean=_norm[0], std=_norm[1])
+        out = {"map": maps[0], "steps": s.steps,
+               "deletion": both["deletion"][0], "insertion": both["insertion"][0],
+               "random_deletion": both["deletion"][1], "random_insertion": both["insertion"][1],
+               "infidelity": float(sc.infidelity(_net, _x, maps, [target], n_samples=s.infidelity_samples)[0])}
+        out["sensitivity"] = (None if method == "Random" else float(sc.max_sensitivity(
+            _net, _x, [target], method, n_samples=s.sensitivity_samples, mean=_norm[0], std=_norm[1])[0]))
+        return out
+
+    out = memory.on_torch_thread(run)
+    memory.release_memory()
+    return out
+
+
+def faithfulness(model: str, image: np.ndarray, target: int, method: str) -> dict:
+    """Deletion/insertion curves of one method and of a random order (the floor), infidelity and
+    max-sensitivity, for one image and target, with the scorecard's settings (cifar.scorecard.Settings)."""
+    x, mean, std = _inputs(model, image)
+    return _faithfulness(model_key(model), image, int(target), method, load_model(model), x, (mean, std))

@@ -67,6 +67,13 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("robustness", "robustness.py", "Robustness", ":material/shield:", "robustness", "Explain", False,
              "Both models under CIFAR-10-C corruptions and FGSM/PGD attacks: curves, and one image live.",
              heading="Robustness"),
+    PageSpec("explanation_check", "explanation_check.py", "Check a map", ":material/troubleshoot:",
+             "explanation-check", "Explain", False,
+             "Does a map depend on the model, and does it point at what the model uses? One image, both models.",
+             heading="Can I trust this map?"),
+    PageSpec("scorecard", "scorecard.py", "Explanation scorecard", ":material/fact_check:", "scorecard", "Explain",
+             False, "Sanity checks and faithfulness of every method over 200 test images, beside an edge detector.",
+             heading="Explanation scorecard"),
 )
 PAGE_FILES = {p.key: f"{PAGES_DIR}/{p.file}" for p in PAGES}
 

@@ -33,6 +33,7 @@ SOURCE = "source"  # "test" or "upload" (an upload cannot travel in a link; the 
 METHOD = "method"
 TARGET = "target"  # "predicted", "true" or "class"
 CLASS = "cls"  # the class explained when target is "class"
+WHY, WHY_NOT = "why", "not"  # target "contrast": why A ("predicted" or a class), not B ("true" or a class)
 LAYER = "layer"
 VIEW = "view"  # the Attributions page's "grid" or "detail"
 DISPLAY, OPACITY = "display", "opacity"  # how the Attributions page draws its maps

@@ -68,10 +68,19 @@ def send_to_explain(index: int, page: str = "feature_maps") -> None:
     st.switch_page(PAGE_FILES[page])
 
 
-def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE, columns: int = 6) -> None:
+def send_to_contrast(index: int) -> None:
+    """Open Attributions on test image `index` with the target "why <prediction>, not <true class>" (ends this run)."""
+    st.session_state["at_target"] = "contrast"
+    st.session_state["at_why"], st.session_state["at_not"] = "predicted", "true"
+    send_to_explain(index, "attributions")
+
+
+def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE, columns: int = 6,
+            why_not: tuple[str, str] | None = None) -> None:
     """Thumbnails of test images with the model's top-3, and an Explain button each.
 
-    `indices` are test indices in display order; all must be in cache.test_images().
+    `indices` are test indices in display order; all must be in cache.test_images(). why_not: (predicted,
+    true) class names of a gallery of errors, to add a "why <predicted>, not <true>?" button to each.
     """
     images = cache.test_images()
     probs = cache.shown_probs(model)  # calibrated or raw, as the sidebar switch says
@@ -99,6 +108,10 @@ def gallery(indices: np.ndarray, model: str, key: str, per_page: int = PER_PAGE,
                 if st.button("Training images", key=f"{key}_t{idx}", icon=":material/dataset:",
                              help=f"The training images behind the predictions for test image #{idx}"):
                     send_to_explain(int(idx), "training_images")
+                if why_not and st.button("Why not?", key=f"{key}_w{idx}", icon=":material/compare_arrows:",
+                                         help=f"Attributions of why {get_model(model).title} says {why_not[0]}, "
+                                              f"not {why_not[1]}: the map of logit {why_not[0]} − logit {why_not[1]}"):
+                    send_to_contrast(int(idx))
 
 
 def pair_gallery(model: str, true: int, pred: int, key: str, *, other_right: bool | None = None,
@@ -136,7 +149,7 @@ def pair_gallery(model: str, true: int, pred: int, key: str, *, other_right: boo
         text += (f" **{len(idx)}** of them are classified {'correctly' if other_right else 'wrongly'} by "
                  f"{get_model(other).title}.")
     st.markdown(text)
-    gallery(idx, model, key, per_page or PER_PAGE)
+    gallery(idx, model, key, per_page or PER_PAGE, why_not=(names[pred], names[true]) if true != pred else None)
     return len(idx)
 
 

@@ -101,6 +101,8 @@ CONTENT = {
     "calibration": ["Calibration and out-of-distribution images", "temperature T", "Reliability diagram",
                     "Out-of-distribution detection", "No dataset here (the demo)"],
     "robustness": ["Robustness", "One image, live", "Clean: **", "python -m cifar.robustness"],
+    "explanation_check": ["Can I trust this map?", "Sanity check", "Deletion AUC", "Max-sensitivity"],
+    "scorecard": ["Explanation scorecard", "python -m cifar.scorecard"],
 }
 
 

@@ -25,7 +25,7 @@ from devkit.browser import chromium, find_chromium, streamlit_server, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 # Vega-Lite charts each page must draw (a chart whose spec Streamlit rejects is silently missing).
-CHARTS = {"overview": 1, "training": 3, "metrics": 2, "embedding": 1, "calibration": 6}
+CHARTS = {"overview": 1, "training": 3, "metrics": 2, "embedding": 1, "calibration": 6, "explanation_check": 4}
 # A shared link per page, and what the opened view must then show: (title words, {widget label: value}).
 LINKS = {
     "metrics": ("?model=resnet18&true=cat&pred=dog", {}),
@@ -36,6 +36,7 @@ LINKS = {
                      {"Test image index": "5", "Method": "Grad-CAM"}),
     "training_images": ("?image=9&target=class&cls=cat&k=4", {"Test image index": "9"}),
     "robustness": ("?probe=corruption&corruption=frost&severity=4&image=5", {"Test image index": "5", "Corruption": "Frost"}),
+    "explanation_check": ("?image=5&method=sobel-edges", {"Test image index": "5", "Method": "Sobel edges"}),
 }
 PAGE_TIMEOUT = 180  # s: the first page imports torch and loads a model on a slow CI machine
 
