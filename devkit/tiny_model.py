@@ -53,6 +53,16 @@ def register() -> None:
         recipe.setdefault(NAME, dict(recipe.get("cnn") or next(iter(recipe.values()))))
 
 
+def unregister() -> None:
+    """Take the tiny model out of the registry and the recipes again (a test that registered it in its own process)."""
+    from cifar.config import RECIPES
+    from cifar.models import MODELS
+
+    MODELS.pop(NAME, None)
+    for recipe in RECIPES.values():
+        recipe.pop(NAME, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     register()
     from cifar.train import main as train_main

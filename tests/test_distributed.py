@@ -6,6 +6,7 @@ is devkit's tiny BatchNorm-free one, so BatchNorm (per-rank statistics by design
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,7 +16,11 @@ import pytest
 import torch
 
 from cifar.checkpoints import read_metadata
+# Imported before the tiny model is registered, so the CLI's --model choices never include it.
+from cifar.config import config_from_args
+from cifar.data import load_cifar10, make_splits
 from cifar.distributed import Distributed
+from cifar.train import build_parser, fit
 from devkit.fake_cifar import VAL_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,19 +46,37 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
     return out
 
 
+def train_here(argv: list[str]) -> bool:
+    """One process: cifar.train's fit here (one thread, as each rank), with the tiny model registered
+    for the duration of the call only."""
+    from devkit import tiny_model
+
+    tiny_model.register()
+    try:
+        # This process's --model choices were read before the tiny model existed: parse as the CNN
+        # (the tiny model's recipes are copies of the CNN's), then swap the model.
+        args = build_parser().parse_args([a for a in argv if a not in ("--model", "tiny")])
+        cfg = dataclasses.replace(config_from_args(args), model="tiny")
+        splits = make_splits(load_cifar10(args.data_dir), cfg.val_size, cfg.split_seed, cfg.limit_train)
+        return bool(fit(cfg, splits, Path(args.out_dir), progress=False, log=lambda *_: None))
+    finally:
+        tiny_model.unregister()
+
+
 def test_two_ranks_equal_one_process_and_resume(cifar_root, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    single = start([sys.executable, *ENTRY, *tiny_train_args(cifar_root, one, 3)])
-    # Two ranks train 2 epochs and stop; a second torchrun --resume adds the third.
-    first = finish(start([*TORCHRUN, *ENTRY, *tiny_train_args(cifar_root, two, 2)]))
+    # Two ranks train 2 epochs and stop; a second torchrun --resume adds the third. Meanwhile one
+    # process (this one) trains all 3.
+    ranks = start([*TORCHRUN, *ENTRY, *tiny_train_args(cifar_root, two, 2)])
+    assert train_here(tiny_train_args(cifar_root, one, 3))
+    first = finish(ranks)
     assert first.count("epoch   1/2") == 1, first  # rank 0 alone logs
     assert "2 ranks (gloo), global batch 16 = 2 × 8" in first
     second = finish(start([*TORCHRUN, *ENTRY, *tiny_train_args(cifar_root, two, 3, "--resume")]))
     assert "resumed" in second and "after epoch 2" in second
-    finish(single)
 
     a, b = read_metadata(one / "tiny.safetensors"), read_metadata(two / "tiny.safetensors")
-    assert (a["world_size"], a["global_batch"]) == (1, 16)
+    assert (a["world_size"], a["global_batch"], a["distributed"]["backend"]) == (1, 16, None)
     assert (b["world_size"], b["global_batch"]) == (2, 16)
     assert b["distributed"] == {"world_size": 2, "global_batch": 16, "per_rank_batch": 8, "backend": "gloo"}
     assert b["command"].startswith("torchrun --nproc-per-node 2 -m cifar.train ")
