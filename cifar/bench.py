@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from cifar import CLASSES, MEAN, STD
 from cifar.config import RECIPES, TrainConfig, make_config
 from cifar.data import DataError, Splits, load_cifar10, to_tensor
 from cifar.models import ModelError, build_model
-from cifar.runtime import Runtime, cpu_name, seed_everything
+from cifar.runtime import DEVICES, Runtime, cpu_name, seed_everything
 from cifar.train import make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
 
 REPORT_WORKERS = 2  # the report's DataLoader(num_workers=2)
@@ -184,8 +184,10 @@ class ProjectSteps:
     def run(self, n_steps: int) -> float:
         """Seconds taken by n_steps training steps (shuffle, augment, steps: all of train_one_epoch)."""
         if n_steps not in self._splits:  # built outside the timing; train_one_epoch gathers its own copy
-            self._splits[n_steps] = _chunk(self.pool_x, self.pool_y, n_steps * self.cfg.batch_size,
-                                           offset=len(self._splits) * 997)
+            chunk = _chunk(self.pool_x, self.pool_y, n_steps * self.cfg.batch_size, offset=len(self._splits) * 997)
+            # Where fit keeps the training set: on the GPU under CUDA (Runtime.data_device), else as it is.
+            self._splits[n_steps] = replace(chunk, train_x=chunk.train_x.to(self.rt.data_device),
+                                            train_y=chunk.train_y.to(self.rt.data_device))
         splits = self._splits[n_steps]
         _sync(self.rt.device)
         t0 = time.perf_counter()
@@ -272,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before measuring")
     p.add_argument("--data-dir", default=None,
                    help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data; random images if missing)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where both pipelines train")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where both pipelines train")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="the project pipeline's precision, as in training; the report's is always fp32")
     p.add_argument("--profile", action="store_true",

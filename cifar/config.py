@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from cifar.models import list_models
+from cifar.runtime import DEVICES
 
 # Each recipe maps model → the fields it sets. Everything not named keeps TrainConfig's defaults.
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
@@ -77,12 +78,17 @@ class TrainConfig:
     val_size: int = _f(5000, "validation images taken from the official training set")
     limit_train: int = _f(0, "train on only the first N training images (0 = all), for smoke runs")
     precision: str = _f("auto", "auto: bf16 autocast on a CPU with bf16 / autocast on CUDA; fp32 forces full", ("auto", "bf16", "fp32"))
-    device: str = _f("auto", "where to train", ("auto", "cpu", "cuda"))
+    device: str = _f("auto", "where to train: auto tries cuda, then mps (Apple silicon), then cpu", DEVICES)
     eval_batch_size: int = _f(500, "images per forward pass when evaluating")
     train_sizes: str = _f(
         "", "progressive resizing: 'SIZE:EPOCHS,...' trains the first epochs on downscaled images, "
         "e.g. '16:5,24:2' = 5 epochs at 16px, 2 at 24px, the rest at 32px (empty = always 32px)",
     )
+
+    compile: bool = _f(False, "torch.compile the training step's model (evaluation stays eager); the first "
+                              "epoch pays the compile time")
+    sync_bn: bool = _f(False, "under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm) "
+                              "instead of each rank's shard; no effect in one process")
 
     def __post_init__(self) -> None:
         # Bad values fail when the run is configured, not hours into it (or as a ZeroDivisionError).

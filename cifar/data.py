@@ -236,17 +236,23 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
     Each image gets its own offset (0..8 in each axis, uniform) and flip, as with torchvision's
     per-image transforms; the zero padding is pixel value 0, which normalises to -1 as in the report.
+
+    The batch may live on any device (the GPU, in training on CUDA); the random numbers come from
+    `generator` (the CPU's in training) and only they move, 3 numbers per image, so the same seed
+    gives the same crops and flips on every device.
     """
     n, c, h, w = x.shape
+    dev = x.device
     padded = torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD))
-    dy = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # n×1×h×1
-    cols = torch.arange(w).expand(n, w)
+    dy = torch.randint(0, 2 * PAD + 1, (n,), generator=generator).to(dev)
+    dx = torch.randint(0, 2 * PAD + 1, (n,), generator=generator).to(dev)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # n×1×h×1
+    cols = torch.arange(w, device=dev).expand(n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]
     cols = cols[:, None, None, :]  # n×1×1×w
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    return padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                  rows, cols]
 
 
 @dataclass(frozen=True)

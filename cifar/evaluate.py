@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from cifar import CLASSES, metrics
 from cifar.checkpoints import CheckpointError, RunFiles, load_model
 from cifar.data import DataError, describe_source, load_test_split, normalize, to_tensor
-from cifar.runtime import Runtime
+from cifar.runtime import DEVICES, Runtime, mps_hint
 
 # Runtime.precision names (recorded at the end of training) and config values → a --precision choice.
 TRAINED_PRECISION = {"fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16"}
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by cifar.train")
     p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data)")
     p.add_argument("--download", action="store_true", help="download the official archive if the data folder lacks it")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to run: auto tries cuda, mps, cpu")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="auto: the precision the stored predictions were made in (fp32 for checkpoints from this "
                         "version), so the stored test accuracy is reproduced exactly; fp32 for full precision")
@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                                       progress=not args.quiet, flip_tta=args.flip_tta)
     except (DataError, CheckpointError, ValueError) as e:  # ValueError: e.g. --device cuda without CUDA
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NotImplementedError as e:  # an op Apple's MPS lacks, with the fallback turned off
+        if mps_hint(e) is None:
+            raise
+        print(f"error: {mps_hint(e)}", file=sys.stderr)
         return 2
     files = RunFiles.beside(args.checkpoint)
     npz_path, json_path = files.evaluation, files.metrics

@@ -8,6 +8,7 @@ evaluated on the test set, with the predictions beside them (`<model>.eval.npz`,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -29,9 +30,10 @@ from cifar.checkpoints import (FORMAT, RESUME_FILE, CheckpointError, default_run
 from cifar.config import TrainConfig, add_config_arguments, config_from_args
 from cifar.data import (DataError, Splits, augment, cifar_test_file, describe_source, load_cifar10, make_splits,
                         normalize)
+from cifar.distributed import Distributed, join, leave
 from cifar.evaluate import predict_logits, write_evaluation
 from cifar.models import ModelError, build_model, count_parameters
-from cifar.runtime import Runtime, seed_everything
+from cifar.runtime import Runtime, mps_hint, seed_everything
 
 
 class TrainingError(RuntimeError):
@@ -92,37 +94,44 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rt: Runti
 
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: TrainConfig, splits: Splits,
                     rt: Runtime, gen: torch.Generator, ema: AveragedModel | None, epoch: int,
-                    progress: bool = True, scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
+                    progress: bool = True, scaler: torch.amp.GradScaler | None = None,
+                    ddp: Distributed = Distributed()) -> tuple[float, float]:
     """One pass over the shuffled, augmented training set → (mean loss, accuracy).
 
     scaler: `rt.grad_scaler()`, kept across epochs by the caller (it learns its scale as it goes).
+    ddp: under torchrun, each rank steps on its slice of every global batch; loss and accuracy are
+    over all ranks. The training set may live on the GPU (`Runtime.data_device`); the epoch is then
+    built there and no step copies images from the host.
     """
     model.train()
     n_steps = steps_per_epoch(cfg, len(splits.train_y))
-    # Shuffle and augment the whole epoch up front: a few tensor ops instead of one per image.
-    order = torch.randperm(len(splits.train_y), generator=gen)[: n_steps * cfg.batch_size]
+    # Shuffle and augment the whole epoch up front: a few tensor ops instead of one per image. The
+    # random numbers come from the CPU generator wherever the images are, so an epoch is the same
+    # on every device and every rank, and the resume state holds one generator.
+    order = torch.randperm(len(splits.train_y), generator=gen)[: n_steps * cfg.batch_size].to(splits.train_x.device)
     images = augment(splits.train_x[order], gen)
     labels = splits.train_y[order]
     size = cfg.train_size(epoch)
-    total_loss = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.long)
+    total_loss = torch.zeros((), device=rt.device)  # on the device: no sync per step to add a loss
+    correct = torch.zeros((), dtype=torch.long, device=rt.device)
     bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}{size_note(size)}", leave=False, disable=not progress,
                unit="step")
     for step in bar:
         sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-        x = normalize(images[sl])
+        x = normalize(ddp.shard(images[sl]))
         if size != x.shape[-1]:
             # Progressive resizing: a 16px step costs a third of a 32px one on the CPU, and the
             # network (global average pool) takes any size; antialias keeps the downscale faithful.
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         x = rt.prepare_input(x)
-        y = labels[sl].to(rt.device, non_blocking=True)
+        y = ddp.shard(labels[sl]).to(rt.device, non_blocking=True)
         with rt.autocast():
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        if not torch.isfinite(loss):
+        step_loss = ddp.mean(loss.detach())  # the global batch's loss, the same on every rank
+        if not torch.isfinite(step_loss):
             raise TrainingError(
-                f"loss became {loss.item()} at epoch {epoch}, step {step + 1}: training diverged. "
+                f"loss became {step_loss.item()} at epoch {epoch}, step {step + 1}: training diverged. "
                 f"The last good state (epoch {epoch - 1}) is kept: resume it with --precision fp32, or start "
                 f"again with a lower --lr in another --out-dir (a resumed run keeps its lr)."
             )
@@ -138,8 +147,8 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, cfg: Tr
             sched.step()
         if ema is not None:
             ema.update_parameters(model)
-        total_loss += loss.detach().cpu()
-        correct += (logits.argmax(1) == y).sum().cpu()
+        total_loss += step_loss
+        correct += ddp.sum((logits.argmax(1) == y).sum())
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.3f}")
     return total_loss.item() / n_steps, correct.item() / len(labels)  # len: fewer than a batch with --limit-train
@@ -192,15 +201,21 @@ _RESUMABLE_CHANGES = {"epochs", "device", "precision", "eval_batch_size", "early
 
 
 def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False, command: str = "",
-        progress: bool = True, log=print, stop_after: int | None = None) -> dict[str, Any]:
+        progress: bool = True, log=print, stop_after: int | None = None,
+        ddp: Distributed = Distributed()) -> dict[str, Any]:
     """Train, keep the best val-acc epoch, evaluate it on the test set, write <model>.safetensors.
 
     Returns the checkpoint metadata. stop_after ends the session after that many epochs of this
-    call without finishing the run (a stand-in for a killed process, used by tests).
+    call without finishing the run (a stand-in for a killed process, used by tests). ddp: this
+    process's rank in a torchrun job (see cifar.distributed); only rank 0 logs and writes files,
+    and the other ranks return {}.
     """
     run_dir = Path(run_dir)
     commit = git_commit()  # the code that starts the run, not whatever HEAD is when it ends
-    rt = Runtime.decide(cfg.device, cfg.precision)
+    ddp.check_batch(cfg.batch_size)
+    rt = Runtime.decide(cfg.device, cfg.precision, index=ddp.local_rank if ddp.enabled else None)
+    if not ddp.is_main:
+        log, progress = (lambda *_: None), False
     seed_everything(cfg.seed)
     model = rt.prepare_model(build_model(cfg.model, **cfg.builder_kwargs()))
     opt = make_optimizer(cfg, model)
@@ -210,6 +225,14 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
     gen = torch.Generator().manual_seed(cfg.seed)
     scaler = rt.grad_scaler()
     st = TrainState()
+    # The module the step calls: the model itself, or DDP around it, compiled on request. The model
+    # stays unwrapped for its state dict, the EMA and evaluation.
+    step_model = ddp.wrap(model, rt, cfg.sync_bn)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+    # Moved once, for the whole run: on CUDA the training set lives on the GPU (a no-op elsewhere).
+    splits = dataclasses.replace(splits, train_x=splits.train_x.to(rt.data_device),
+                                 train_y=splits.train_y.to(rt.data_device))
 
     resume_path = run_dir / RESUME_FILE
     if resume and resume_path.exists():
@@ -241,7 +264,7 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         log(f"no resume state at {resume_path}; starting from scratch")
 
     log(f"{cfg.model} ({count_parameters(model):,} params), recipe {cfg.recipe}, {len(splits.train_y):,} train / "
-        f"{len(splits.val_y):,} val images, {rt.describe()}")
+        f"{len(splits.val_y):,} val images, {rt.describe()}{ranks_note(ddp, cfg)}")
     done_here = 0
     while st.epoch < cfg.epochs:
         if cfg.early_stopping and st.epoch - st.best_epoch >= cfg.early_stopping:
@@ -253,7 +276,8 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         size = cfg.train_size(epoch)
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
-        train_loss, train_acc = train_one_epoch(model, opt, sched, cfg, splits, rt, gen, ema, epoch, progress, scaler)
+        train_loss, train_acc = train_one_epoch(step_model, opt, sched, cfg, splits, rt, gen, ema, epoch, progress,
+                                                scaler, ddp)
         scored = ema.module if ema is not None else model
         val_loss, val_acc = evaluate_split(scored, splits.val_x, splits.val_y, rt, cfg.eval_batch_size)
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -270,14 +294,25 @@ def fit(cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool = False
         log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
             f"val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.2e}  {seconds:.0f}s{size_note(size)}"
             f"{'  *best' if st.best_epoch == epoch else ''}")
-        save_state(_resume_state(cfg, model, opt, sched, ema, gen, st), resume_path)
+        if ddp.is_main:
+            save_state(_resume_state(cfg, model, opt, sched, ema, gen, st), resume_path)
         done_here += 1
 
-    return finish(cfg, splits, run_dir, st, rt, command, log, commit)
+    if not ddp.is_main:
+        return {}
+    return finish(cfg, splits, run_dir, st, rt, command, log, commit, ddp)
+
+
+def ranks_note(ddp: Distributed, cfg: TrainConfig) -> str:
+    """", 2 ranks (gloo), global batch 32 = 2 × 16" under torchrun, "" in one process."""
+    if not ddp.enabled:
+        return ""
+    return (f", {ddp.world_size} ranks ({ddp.backend}), global batch {cfg.batch_size} = "
+            f"{ddp.world_size} × {cfg.batch_size // ddp.world_size}")
 
 
 def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: Runtime, command: str, log=print,
-           commit: str | None = None) -> dict[str, Any]:
+           commit: str | None = None, ddp: Distributed = Distributed()) -> dict[str, Any]:
     """Evaluate the best epoch on the test set and write the checkpoint with its metadata and predictions."""
     score_rt = rt.scoring()
     model = score_rt.prepare_model(build_model(cfg.model, **cfg.builder_kwargs()))
@@ -306,7 +341,11 @@ def finish(cfg: TrainConfig, splits: Splits, run_dir: Path, st: TrainState, rt: 
         "command": command,
         "git_commit": commit or git_commit(),
         "torch_version": torch.__version__,
-        "hardware": rt.describe(),
+        "hardware": rt.describe() + (f"; × {ddp.world_size} ranks" if ddp.enabled else ""),
+        # Processes that trained it (torchrun's ranks, over all machines) and the images per optimiser step over all.
+        "world_size": ddp.world_size,
+        "global_batch": cfg.batch_size,
+        "distributed": ddp.describe(cfg.batch_size),
         "precision": rt.precision,  # of training
         "eval_precision": score_rt.precision,  # of test_acc and the stored predictions
         "wall_time_s": round(st.wall_time, 1),
@@ -337,23 +376,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    ddp = Distributed()
     try:
         cfg = config_from_args(args)
+        ddp = join(cfg.device)  # torchrun's job, or the one-process context
         run_dir = Path(args.out_dir) if args.out_dir else default_run_dir(cfg.model, cfg.recipe)
         if (run_dir / RESUME_FILE).exists() and not args.resume:
             raise TrainingError(f"{run_dir / RESUME_FILE} exists from an earlier run: add --resume to continue it, "
                                 f"or pick another --out-dir (or delete that folder) to start over")
         data = load_cifar10(args.data_dir, download=args.download)
         splits = make_splits(data, cfg.val_size, cfg.split_seed, cfg.limit_train or None)
-        command = "python -m cifar.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-        fit(cfg, splits, run_dir, resume=args.resume, command=command, progress=not args.quiet)
+        launcher = f"torchrun --nproc-per-node {ddp.world_size} -m" if ddp.enabled else "python -m"
+        command = f"{launcher} cifar.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+        fit(cfg, splits, run_dir, resume=args.resume, command=command, progress=not args.quiet, ddp=ddp)
     except (DataError, CheckpointError, ModelError, TrainingError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NotImplementedError as e:  # an op Apple's MPS lacks, with the fallback turned off
+        if mps_hint(e) is None:
+            raise
+        print(f"error: {mps_hint(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command with --resume to continue after the last finished epoch",
               file=sys.stderr)
         return 130
+    leave(ddp)
     return 0
 
 

@@ -1,11 +1,18 @@
-"""Grid search over config fields, every trial through the one training loop; `python -m cifar.tune`.
+"""Hyperparameter search on Optuna, every trial through the one training loop; `python -m cifar.tune`.
 
-    python -m cifar.tune --model cnn --lr 0.001 0.003 --batch-size 32 64 128 --epochs 5 --data-dir ../shared/cifar10
+    python -m cifar.tune --model cnn --epochs 5 --data-dir ../shared/cifar10              # the report's grid
+    python -m cifar.tune --model cnn --lr 0.001 0.003 --batch-size 32 64 128 --workers 2 ...
+    python -m cifar.tune --sampler tpe --n-trials 20 --lr 1e-4 1e-2 ...                    # a TPE search
+    python -m cifar.tune --storage postgresql://user@db/optuna --resume ...                # a cluster's worker
 
-Each trial is `cifar.train.fit` in its own run folder under --out-dir (named by the varied values and
-a hash of the full config, so two grids never share a folder). A row per finished trial is appended
-to the CSV at once, so an interrupted grid keeps its finished trials; `--resume` skips them and
-continues an interrupted trial after its last finished epoch.
+A grid runs on Optuna's GridSampler (by default the report's lr × batch grid), a search on its TPE
+sampler. The study lives in `--storage`: by default a journal file in --out-dir, which `--workers N`
+processes on this machine, or workers on machines sharing that folder, use together; or any
+SQLAlchemy URL (PostgreSQL for a cluster). Each trial is `cifar.train.fit` in its own run folder under
+--out-dir (named by its values and a hash of the full config). cifar.study says how no trial runs
+twice and how a killed worker's trial is retried. After every trial the CSV the app reads is
+rewritten from the study (one row per grid point, in grid order), so an interrupted study keeps
+its finished trials; `--resume` joins the study and runs what is left.
 """
 
 from __future__ import annotations
@@ -15,26 +22,35 @@ import csv
 import hashlib
 import itertools
 import json
+import os
 import re
 import shlex
+import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import optuna
 from tqdm.auto import tqdm
 
 from cifar.checkpoints import CheckpointError, default_run_dir, run_files
 from cifar.config import TrainConfig, add_config_arguments, make_config
 from cifar.data import DataError, Splits, load_cifar10, make_splits
 from cifar.models import ModelError
-from cifar.train import RESUME_FILE, TrainingError, fit
+from cifar.study import JOURNAL_FILE, POINT, ROW, Space, StudyError, objective, open_storage, open_study, progress, work
+from cifar.train import TrainingError, fit
 
 # After the varied fields. seconds: the trial's training wall time (epochs and their validation) from
 # fit's metadata; error: why a trial failed (a diverged loss), empty otherwise.
 RESULT_COLUMNS = ("best_val_acc", "best_epoch", "epochs_run", "seconds", "test_acc", "error", "run_dir", "config")
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+# The report's grid for the CustomCNN (Adam): what a grid tries when no values are given.
+REPORT_GRID = {"lr": [0.001, 0.003], "batch_size": [32, 64, 128]}
+# A search's range when none is given: lr log-uniform over two decades around Adam's default.
+DEFAULT_SEARCH = {"lr": [1e-4, 1e-2], "batch_size": [32, 64, 128]}
 
 
 class TuneError(RuntimeError):
@@ -131,15 +147,16 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def append_row(path: Path, columns: list[str], row: dict[str, Any]) -> None:
-    """Append one row (header first if the file is new), flushed, so a crash keeps it."""
+def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Rewrite the CSV atomically (a temporary file, then a rename): several workers export it, and a
+    reader (the app) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", newline="") as f:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def result_row(trial: dict[str, Any], cfg: TrainConfig, run_dir: Path, meta: dict[str, Any] | None,
@@ -160,28 +177,51 @@ def describe(trial: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cifar.tune",
-        description="Grid search: one cifar.train run per combination of the listed values. Every other "
-                    "config flag applies to all trials (on top of the recipe).",
+        description="Hyperparameter search on Optuna: a grid (one cifar.train run per combination of the listed "
+                    "values; by default the report's lr x batch grid) or a TPE search. Every other config flag "
+                    "applies to all trials (on top of the recipe).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--lr", type=float, nargs="+", default=None, help="learning rates to try")
-    p.add_argument("--batch-size", type=int, nargs="+", default=None, help="batch sizes to try")
+    p.add_argument("--lr", type=float, nargs="+", default=None,
+                   help="learning rates to try (grid); for tpe, the smallest and largest bound a log-uniform range "
+                        f"(default: the report's {REPORT_GRID['lr']} for a grid, {DEFAULT_SEARCH['lr']} for tpe)")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None,
+                   help=f"batch sizes to try (default, with no other values given: {REPORT_GRID['batch_size']})")
     p.add_argument("--set", dest="grid", action="append", default=[], metavar="FIELD=V1,V2,...",
                    help="values to try for any config field, e.g. --set weight_decay=0,5e-4 (repeatable)")
+    p.add_argument("--sampler", choices=("grid", "tpe"), default="grid",
+                   help="grid: every combination once (Optuna's GridSampler); tpe: --n-trials trials chosen by "
+                        "Optuna's TPE sampler among the values (lr: a log range)")
+    p.add_argument("--n-trials", type=int, default=20, help="tpe: trials in all, over all workers")
+    p.add_argument("--storage", default=None,
+                   help=f"the Optuna study's storage: a journal file path (default: <out-dir>/{JOURNAL_FILE}; "
+                        "workers on machines sharing its folder can join), or an SQLAlchemy URL such as "
+                        "postgresql://user:password@host/db for a cluster")
+    p.add_argument("--study-name", default=None, help="default: cifar-tune-<model>-<hash of the grid and config>")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this machine sharing the study (each gets cores/workers threads)")
+    p.add_argument("--heartbeat-interval", type=int, default=30,
+                   help="seconds between a running trial's heartbeats")
+    p.add_argument("--grace-period", type=int, default=90,
+                   help="seconds without a heartbeat after which a trial's worker counts as dead: the trial is "
+                        "failed and retried")
+    p.add_argument("--max-retry", type=int, default=3, help="retries of a trial whose worker died or crashed")
+    p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)  # set by --workers for its children
     p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (else $CIFAR10_DIR, else ./data)")
     p.add_argument("--download", action="store_true", help="download the official archive if the data folder lacks it")
     p.add_argument("--out-dir", default=None, help="one run folder per trial goes here (default: runs/tune-<model>)")
     p.add_argument("--csv", default=None, help="results, one row per trial (default: <out-dir>/tune.csv)")
     p.add_argument("--resume", action="store_true",
-                   help="skip trials already in the CSV; continue an interrupted trial after its last finished epoch")
+                   help="join the study in --storage (creating it if absent): skip finished trials, continue an "
+                        "interrupted one after its last finished epoch; every worker of a cluster starts with it")
     p.add_argument("--verbose", action="store_true", help="print every epoch line (they always go to <run-dir>/train.log)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (summary lines still print)")
     add_config_arguments(p, skip=("lr", "batch_size"))
     return p
 
 
-def plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], TrainConfig]]:
-    """(varied values, config) per trial, in grid order, duplicates dropped; checks every config up front."""
+def axes_and_fixed(args: argparse.Namespace) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """The varied fields with their values (the sampler's default when none is given), and the fixed flags."""
     axes = parse_set(args.grid)
     for name, values in (("lr", args.lr), ("batch_size", args.batch_size)):
         if values is not None:
@@ -193,6 +233,14 @@ def plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], TrainConfig]]:
     if clash:
         name = sorted(clash)[0]
         raise ValueError(f"--{name.replace('_', '-')} and --set {name} both given; use one")
+    if not axes:
+        axes = {k: list(v) for k, v in (REPORT_GRID if args.sampler == "grid" else DEFAULT_SEARCH).items()}
+    return axes, fixed
+
+
+def plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], TrainConfig]]:
+    """(varied values, config) per grid point, in grid order, duplicates dropped; checks every config up front."""
+    axes, fixed = axes_and_fixed(args)
     trials, seen = [], set()
     for trial in expand_grid(axes):
         cfg = trial_config(fixed, trial)
@@ -202,61 +250,146 @@ def plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], TrainConfig]]:
     return trials
 
 
+def make_space(args: argparse.Namespace) -> tuple[Space, dict[str, Any]]:
+    """What the study tries, and the flags every trial shares; every grid config is checked up front."""
+    axes, fixed = axes_and_fixed(args)
+    if args.sampler == "grid":
+        points = [trial for trial, _ in plan(args)]
+        # GridSampler wants each axis's values once; plan() already dropped combinations that repeat.
+        return Space("grid", {k: list(dict.fromkeys(v)) for k, v in axes.items()}, points=points), fixed
+    if args.n_trials < 1:
+        raise ValueError(f"--n-trials must be at least 1, not {args.n_trials}")
+    log_ranges = ()
+    if len(set(axes.get("lr", []))) >= 2:
+        if min(axes["lr"]) <= 0:
+            raise ValueError("--lr: a search's range needs positive bounds")
+        log_ranges = ("lr",)
+    for values in itertools.product(*(sorted(set(v))[:1] for v in axes.values())):
+        trial_config(fixed, dict(zip(axes, values)))  # the flags and each axis's type check out
+    return Space("tpe", {k: list(dict.fromkeys(v)) for k, v in axes.items()}, n_trials=args.n_trials,
+                 log_ranges=log_ranges), fixed
+
+
+def study_name(space: Space, fixed: dict[str, Any], models: str) -> str:
+    """cifar-tune-<model>-<hash>: the same grid and flags always find the same study, another grid another."""
+    base = config_key(trial_config(fixed, {}))
+    what = json.dumps([space.sampler, space.axes, space.points, space.n_trials, list(space.log_ranges), base],
+                      sort_keys=True, default=str)
+    return f"cifar-tune-{models}-{hashlib.sha1(what.encode()).hexdigest()[:8]}"
+
+
+def study_rows(study, space: Space) -> list[dict[str, Any]]:
+    """The CSV rows of the trials with a result: one per grid point, in grid order (a search: by trial)."""
+    return [t.user_attrs[ROW] for t in progress(study, space).results]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    say = (lambda msg: tqdm.write(f"[worker {args.worker_id}] {msg}")) if args.worker_id else tqdm.write
     try:
-        trials = plan(args)
-        models = "+".join(dict.fromkeys(cfg.model for _, cfg in trials))
+        space, fixed = make_space(args)
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, not {args.workers}")
+        models = trial_config(fixed, {}).model
         out_dir = Path(args.out_dir) if args.out_dir else default_run_dir("tune", models)
         csv_path = Path(args.csv) if args.csv else out_dir / "tune.csv"
-        columns = list(dict.fromkeys(k for trial, _ in trials for k in trial)) + list(RESULT_COLUMNS)
+        storage_url = args.storage or str(out_dir / JOURNAL_FILE)
+        name = args.study_name or study_name(space, fixed, models)
+        columns = list(space.axes) + list(RESULT_COLUMNS)
         header, old_rows = read_rows(csv_path)
-        started = sorted(out_dir.glob(f"*/{RESUME_FILE}"))
-        if (old_rows or started) and not args.resume:
-            raise TuneError(f"{csv_path if old_rows else started[0]} exists from an earlier grid: add --resume to skip "
-                            f"finished trials and continue an interrupted one, or pick another --out-dir/--csv")
         if header and header != columns:
             raise TuneError(f"{csv_path} has columns {', '.join(header)}, but this grid writes "
                             f"{', '.join(columns)}; pick another --csv")
-        done = {config_key(json.loads(r["config"])): r for r in old_rows}
+        data = load_cifar10(args.data_dir, download=args.download)  # a missing dataset fails before any study
+        storage = open_storage(storage_url, args.heartbeat_interval, args.grace_period, args.max_retry)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study, created = open_study(storage, name, space, seed=fixed.get("seed", 42) + args.worker_id)
+        if not args.resume and (not created or old_rows):
+            raise TuneError(f"{csv_path if old_rows else storage_url} holds an earlier run of this study ({name}): add "
+                            f"--resume to skip finished trials and continue an interrupted one, or pick another "
+                            f"--out-dir/--csv")
+        def export() -> None:
+            write_rows(csv_path, columns, study_rows(study, space))
 
-        data = load_cifar10(args.data_dir, download=args.download)
-        print(f"{len(trials)} trials ({len(trials) - sum(config_key(c) in done for _, c in trials)} to run) "
-              f"of {models}, data {data.source}; results → {csv_path}")
-        rows: list[dict[str, str]] = []
-        split_key, splits = None, None
-        bar = tqdm(trials, desc="tune", unit="trial", disable=args.quiet)
-        for i, (trial, cfg) in enumerate(bar, 1):
-            head = f"[{i}/{len(trials)}] {describe(trial)}"
-            if config_key(cfg) in done:
-                rows.append(done[config_key(cfg)])
-                tqdm.write(f"{head}: already in {csv_path.name}, skipped")
-                continue
-            # The split depends on these three fields only; rebuild it only when they change.
-            key = (cfg.split_seed, cfg.val_size, cfg.limit_train)
-            if key != split_key:
-                split_key, splits = key, None  # free the old copy before making the new one
-                splits = make_splits(data, cfg.val_size, cfg.split_seed, cfg.limit_train or None)
-            run_dir = out_dir / trial_name(trial, cfg)
-            row = run_trial(trial, cfg, splits, run_dir, resume=args.resume, progress=not args.quiet,
-                            verbose=args.verbose)
-            append_row(csv_path, columns, row)
-            rows.append({k: str(v) for k, v in row.items()})
-            if row["error"]:
-                tqdm.write(f"{head}: failed: {row['error']}")
-            else:
-                tqdm.write(f"{head}: val acc {row['best_val_acc']:.4f} (best epoch {row['best_epoch']}/"
-                           f"{row['epochs_run']}), test acc {row['test_acc']:.4f}, {row['seconds']:.0f}s")
-        bar.close()
-    except (DataError, CheckpointError, ModelError, TrainingError, TuneError, ValueError) as e:
+        if not args.worker_id:
+            done = progress(study, space).results
+            print(f"{space.size} trials ({space.size - len(done)} to run) of {models} on Optuna ({space.sampler}), "
+                  f"study {name} in {storage_url}, {args.workers} worker(s); data {data.source}; results → {csv_path}")
+            if space.sampler == "grid":
+                finished = {t.user_attrs[POINT] for t in done}
+                for i, point in enumerate(space.points):
+                    if i in finished:
+                        print(f"[{i + 1}/{space.size}] {describe(point)}: already done, skipped")
+        if args.workers > 1:
+            del data  # the workers load their own
+            rc = run_workers(args, argv, storage_url, name, study, space)
+        else:
+            splits_of: dict[tuple, Splits] = {}
+
+            def run(trial, values: dict[str, Any]) -> dict[str, Any]:
+                cfg = trial_config(fixed, values)
+                # The split depends on these three fields only; keep one copy at a time.
+                key = (cfg.split_seed, cfg.val_size, cfg.limit_train)
+                if key not in splits_of:
+                    splits_of.clear()
+                    splits_of[key] = make_splits(data, cfg.val_size, cfg.split_seed, cfg.limit_train or None)
+                index = trial.user_attrs.get(POINT, trial.number)
+                head = f"[{index + 1}/{space.size}] {describe(values)}"
+                row = run_trial(values, cfg, splits_of[key], out_dir / trial_name(values, cfg), resume=True,
+                                progress=not args.quiet, verbose=args.verbose)
+                if row["error"]:
+                    say(f"{head}: failed: {row['error']}")
+                else:
+                    say(f"{head}: val acc {row['best_val_acc']:.4f} (best epoch {row['best_epoch']}/"
+                        f"{row['epochs_run']}), test acc {row['test_acc']:.4f}, {row['seconds']:.0f}s")
+                return row
+
+            work(study, space, objective(study, space, run, args.max_retry), after_trial=export, say=say)
+            rc = 0
+        export()
+    except (DataError, CheckpointError, ModelError, TrainingError, TuneError, StudyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are in the CSV; rerun the same command with --resume to skip them "
               "and continue the interrupted one", file=sys.stderr)
         return 130
-    print_best(rows, csv_path, args.data_dir)
-    return 0
+    if args.worker_id:
+        return rc
+    now = progress(study, space)
+    for i in now.gave_up:
+        print(f"grid point {i + 1} ({describe(space.points[i])}) crashed on every try (--max-retry {args.max_retry}); "
+              f"see train.log in its run folder under {out_dir}", file=sys.stderr)
+    print_best([{k: str(v) for k, v in row.items()} for row in study_rows(study, space)], csv_path, args.data_dir)
+    return rc or (1 if now.gave_up or not now.done else 0)
+
+
+def run_workers(args: argparse.Namespace, argv: list[str], storage_url: str, name: str, study, space: Space) -> int:
+    """Start --workers copies of this command as workers of the study; show the study's progress until
+    they exit. 0 when all exited cleanly."""
+    env = dict(os.environ)
+    # Each worker its share of the cores: oneDNN's threads fight over the same cores otherwise.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.workers)))
+    base = [sys.executable, "-m", "cifar.tune", *argv, "--workers", "1", "--resume", "--storage", storage_url,
+            "--study-name", name, "--quiet"]
+    procs = [subprocess.Popen([*base, "--worker-id", str(k)], env=env) for k in range(1, args.workers + 1)]
+    bar = tqdm(total=space.size, desc="tune", unit="trial", disable=args.quiet)
+    try:
+        while any(p.poll() is None for p in procs):
+            bar.n = len(progress(study, space).results)
+            bar.refresh()
+            time.sleep(1.0)
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C; they queue their trials again and stop
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        bar.close()
+    failed = [(k, p.returncode) for k, p in enumerate(procs, 1) if p.returncode != 0]
+    for k, code in failed:
+        print(f"worker {k} exited with code {code}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run_trial(trial: dict[str, Any], cfg: TrainConfig, splits: Splits, run_dir: Path, *, resume: bool,

@@ -27,6 +27,8 @@ from cifar_app.advice import Advice
 from cifar_app.tables import short_name
 
 ENV_CHECKPOINTS = "CIFAR_CHECKPOINTS"
+# Where the app runs its models: cpu (the default: the hosted app has no GPU), or auto, cuda, mps.
+ENV_DEVICE = "CIFAR_DEVICE"
 DEFAULT_CHECKPOINTS = "checkpoints"
 TUNE_FILE = "tune_cnn.csv"
 
@@ -120,15 +122,24 @@ def load_checkpoint(model: str, paths: Paths):
 
     from cifar.checkpoints import CheckpointError, load_model
 
+    from cifar.runtime import Runtime
+
     meta = read_meta(model, paths)
+    device = os.environ.get(ENV_DEVICE) or "cpu"
+    try:
+        rt = Runtime.decide(device, "fp32")
+    except ValueError as e:
+        raise Unavailable(f"{ENV_DEVICE}={device}: {e}") from None
     try:
         net, meta = load_model(paths.checkpoint(model), expect=model)
     except CheckpointError as e:
         raise Unavailable(f"The {_title(model)} checkpoint is damaged: {e}",
                           advice.for_checkpoint(model, paths, meta)) from None
-    # channels_last, as cifar.runtime trains: oneDNN's CPU convolutions are faster in NHWC, and
+    # channels_last on the CPU, as cifar.runtime trains: oneDNN's CPU convolutions are faster in NHWC, and
     # cifar.explain's copies and inputs follow the model's format (IG, 50 steps, ResNet18: 1.1 s measured).
-    return net.to(memory_format=torch.channels_last), meta
+    # On MPS, NCHW (Runtime's small MPS path); explain moves every input to the model's device.
+    net = rt.prepare_model(net)
+    return (net.to(memory_format=torch.channels_last) if rt.device.type == "cpu" else net), meta
 
 
 def tensor_shapes(model: str, paths: Paths) -> dict[str, tuple[int, ...]]:

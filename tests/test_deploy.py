@@ -6,8 +6,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Training/evaluation-only packages the hosted app must not need (tests/test_browser.py checks it never loads them).
-LEFT_OUT = {"torchvision", "scikit-learn"}
+# Training/evaluation-only packages the hosted app must not need (tests/test_browser.py checks it never loads them);
+# optuna and psycopg2-binary: cifar.tune's study and its PostgreSQL driver.
+LEFT_OUT = {"torchvision", "scikit-learn", "optuna", "psycopg2-binary"}
 
 
 def requirement_pins() -> dict[str, str]:
