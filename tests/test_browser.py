@@ -6,7 +6,7 @@ from its copied address in a fresh browser; and a pages/ folder beside the entry
 deep links (why the pages live in app_pages/). Full-page screenshots go to screenshots/ (gitignored)
 for a human to look at. Chromium is driven over the DevTools protocol (devkit.browser), waiting for
 the app's own "running" indicator instead of guessing delays. Skipped, with the reason, when
-Chromium is not installed.
+Chromium is not installed, except in CI ($CI set), where that fails (devkit.browser.need_chromium).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from cifar_app.nav import PAGES, heading
 from devkit.app_fixture import app_checkpoints_once
-from devkit.browser import chromium, find_chromium, streamlit_server, wait_for
+from devkit.browser import chromium, need_chromium, streamlit_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
@@ -37,8 +37,12 @@ LINKS = {
 }
 PAGE_TIMEOUT = 180  # s: the first page imports torch and loads a model on a slow CI machine
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="Chromium is not installed (apt-get install -y chromium)")
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser():
+    # Before the server starts: no Chromium skips this file, saying why, but fails it in CI ($CI set).
+    need_chromium()
+
 
 EXCEPTIONS_JS = "[...document.querySelectorAll('[data-testid=\"stException\"]')].map(e => e.innerText)"
 # Charts actually drawn: Vega leaves the container empty (0 px tall) for a spec it cannot render.
