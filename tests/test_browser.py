@@ -255,3 +255,42 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server):
             browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
         wait_for(lambda: "cat → dog" in browser.js(SUBHEADERS_JS), 60, "the cat → dog gallery")
         wait_for(lambda: "true=cat&pred=dog" in browser.js("location.href"), 30, "the cell in the address")
+
+
+# ------------------------------------------------------------------------------ a row of the pairs table
+
+# The row-marker checkbox of row `i` of the last dataframe on the page (the Most confused pairs table).
+# The grid draws on a canvas, so its rows are found by geometry: a header and the rows, all equally tall.
+ROW_JS = """((i, n) => {
+  const tables = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
+  const r = tables[tables.length - 1].getBoundingClientRect();
+  const h = r.height / (n + 1);
+  return [r.x + 15, r.y + h * (i + 1.5)];
+})"""
+
+
+def test_selecting_a_pairs_row_opens_its_gallery(server, tmp_path_factory):
+    import numpy as np
+
+    from cifar.evaluate import load_evaluation
+    from cifar_app.tables import confused_pairs
+
+    url, _proc, _log = server
+    ev = load_evaluation(app_checkpoints_once(tmp_path_factory) / "cnn.safetensors")  # the server's checkpoints
+    cm = np.zeros((10, 10), dtype=int)
+    np.add.at(cm, (ev["labels"], ev["preds"]), 1)
+    pairs = confused_pairs(cm, 10)  # the table's rows, in its order
+    assert len(pairs) > 2
+    row = 2  # not the first row, which the page shows before any selection
+    with chromium(height=2000) as browser:
+        browser.call("Page.navigate", url=f"{url}/metrics")
+        browser.wait_title("Metrics", PAGE_TIMEOUT)
+        time.sleep(2)
+        assert browser.js(SUBHEADERS_JS)[-1] == pairs[0]["pair"]
+        x, y = browser.js(f"{ROW_JS}({row}, {len(pairs)})")
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+        wait_for(lambda: pairs[row]["pair"] in browser.js(SUBHEADERS_JS), 60, f"the {pairs[row]['pair']} gallery")
+        true, pred = pairs[row]["pair"].split(" → ")
+        wait_for(lambda: f"true={true}&pred={pred}" in browser.js("location.href"), 30, "the pair in the address")
+        assert browser.js("document.body.innerText.includes('classifies')")  # the gallery's own sentence
