@@ -67,3 +67,89 @@ def test_flags_override_the_recipe_and_only_what_they_name():
     rest = {k: v for k, v in EXPECTED["paper", "resnet18"].items() if k not in ("lr", "epochs")}
     assert {k: getattr(cfg, k) for k in rest} == rest
     assert dataclasses.replace(make_config("resnet18", "paper"), lr=0.05, epochs=3) == cfg
+
+
+# ------------------------------------------------------------------------------------- the config itself
+
+
+def test_unknown_recipe_model_or_field_is_refused():
+    with pytest.raises(ValueError, match=r"unknown recipe 'slow'; valid: paper, fast, cpu"):
+        make_config("cnn", "slow")
+    with pytest.raises(ValueError, match=r"unknown model 'cnn'; valid: resnet18"):
+        make_config("cnn", "cpu")  # the cpu recipe exists for ResNet18 only
+    with pytest.raises(ValueError, match=r"unknown config fields: lr_max, warmup"):
+        make_config("cnn", "paper", warmup=1, lr_max=0.1)
+
+
+def parse(*flags: str, skip: tuple[str, ...] = ()):
+    import argparse
+
+    from cifar.config import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, skip=skip)
+    return parser, config_from_args(parser.parse_args(list(flags)))
+
+
+def test_flags_parse_into_the_config_over_the_recipe():
+    _, cfg = parse("--model", "resnet18", "--recipe", "fast", "--lr", "0.01", "--epochs", "3", "--no-nesterov",
+                   "--train-sizes", "16:1", "--label-smoothing", "0")
+    assert (cfg.model, cfg.recipe, cfg.lr, cfg.epochs, cfg.nesterov, cfg.train_sizes) == ("resnet18", "fast", 0.01, 3,
+                                                                                           False, "16:1")
+    assert cfg.label_smoothing == 0.0  # a flag set to a falsy value still overrides the recipe's 0.1
+    assert cfg.batch_size == 256 and cfg.ema_decay == 0.999  # the rest is the recipe's
+    _, plain = parse()
+    assert plain == make_config("cnn", "paper")
+    _, on = parse("--model", "resnet18", "--nesterov")
+    assert on.nesterov is True and isinstance(on.lr, float) and isinstance(on.epochs, int)
+
+
+def test_flags_take_only_valid_choices_and_skipped_fields_are_absent(capsys):
+    with pytest.raises(SystemExit):
+        parse("--optimizer", "rmsprop")
+    assert "invalid choice: 'rmsprop'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse("--device", "cpu", skip=("device",))
+    parser, _ = parse()
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps["lr"] == "learning rate (the peak for onecycle) (default: 0.001; recipes may change it)"
+    assert helps["split_seed"] == "seed of the 45k/5k train/val split (default: 42; recipes may change it)"
+
+
+@pytest.mark.parametrize("spec, sizes", [
+    ("", [32, 32, 32, 32]),
+    ("16:2,24:1", [16, 16, 24, 32]),
+    (" 8:1 , 32:1 ,", [8, 32, 32, 32]),  # spaces and a trailing comma are fine; 8 and 32 are the bounds
+])
+def test_train_sizes_per_epoch(spec, sizes):
+    cfg = make_config("resnet18", "paper", train_sizes=spec)
+    assert [cfg.train_size(epoch) for epoch in range(1, 5)] == sizes
+
+
+@pytest.mark.parametrize("spec", ["7:1", "33:1", "16:0", "16", "a:b", "16:1:2"])
+def test_bad_train_sizes_are_refused(spec):
+    with pytest.raises(ValueError, match="--train-sizes"):
+        make_config("resnet18", "paper", train_sizes=spec)
+
+
+def test_the_cnn_may_name_its_one_size():
+    assert make_config("cnn", "paper", train_sizes="32:2").train_size(1) == 32
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", 0), ("lr", 0.0),
+                                          ("lr", -0.1), ("lr", float("nan"))])
+def test_impossible_values_are_refused(field, value):
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be"):
+        make_config("cnn", "paper", **{field: value})
+
+
+def test_the_smallest_possible_values_are_accepted():
+    cfg = make_config("cnn", "paper", epochs=1, batch_size=1, eval_batch_size=1, lr=1e-12)
+    assert (cfg.epochs, cfg.batch_size, cfg.eval_batch_size) == (1, 1, 1)
+
+
+def test_config_round_trips_through_a_dict_and_builds_the_model_with_its_dropout():
+    cfg = make_config("resnet18", "cpu", dropout=0.25)
+    assert TrainConfig.from_dict({**cfg.to_dict(), "field_of_a_newer_version": 1}) == cfg
+    assert cfg.to_dict()["train_sizes"] == "16:5,24:2"
+    assert cfg.builder_kwargs() == {"dropout": 0.25}
