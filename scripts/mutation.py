@@ -45,7 +45,7 @@ TRAIN_RUNS = [  # the tests of test_train.py that run the loop in-process; its S
         "test_progressive_resizing_trains_small_then_full_size", "test_train_accuracy_counts_the_images_seen_when_fewer_than_a_batch",
         "test_fp16_gets_a_loss_scaler_that_the_step_uses")]
 MODULES: dict[str, list[str]] = {
-    "metrics": ["tests/test_metrics.py", "tests/test_metrics_ece.py"],
+    "metrics": ["tests/test_metrics.py", "tests/test_metrics_ece.py", "tests/test_metrics_edges.py"],
     "checkpoints": ["tests/test_checkpoints.py", "tests/test_train_behaviour.py::test_a_failed_save_state_leaves_the_previous_state_intact",
                     "tests/test_train_behaviour.py::test_save_state_replaces_the_file_in_one_step"],
     "data": ["tests/test_data.py", "tests/test_train_behaviour.py::test_make_splits_depends_on_the_split_seed"],
