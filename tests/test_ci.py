@@ -70,8 +70,9 @@ def test_ci_run_checks_for_chromium_before_the_tests():
     assert os.access(NEED, os.X_OK)
 
 
-@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception),
-                                         ("false", pytest.skip.Exception)])
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("1", pytest.fail.Exception),
+                                         ("TRUE", pytest.fail.Exception), ("", pytest.skip.Exception),
+                                         ("false", pytest.skip.Exception), ("0", pytest.skip.Exception)])
 def test_need_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch, tmp_path, ci, outcome):
     monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-such-browser"))
     monkeypatch.setenv("CI", ci)
