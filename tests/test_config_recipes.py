@@ -72,9 +72,15 @@ def test_flags_override_the_recipe_and_only_what_they_name():
 # ------------------------------------------------------------------------------------- the config itself
 
 
+def test_make_config_defaults_to_the_paper_cnn():
+    assert make_config() == make_config("cnn", "paper") == TrainConfig()
+
+
 def test_unknown_recipe_model_or_field_is_refused():
     with pytest.raises(ValueError, match=r"unknown recipe 'slow'; valid: paper, fast, cpu"):
         make_config("cnn", "slow")
+    with pytest.raises(ValueError, match=r"unknown model 'vgg'; valid: cnn, resnet18$"):
+        make_config("vgg", "paper")
     with pytest.raises(ValueError, match=r"unknown model 'cnn'; valid: resnet18"):
         make_config("cnn", "cpu")  # the cpu recipe exists for ResNet18 only
     with pytest.raises(ValueError, match=r"unknown config fields: lr_max, warmup"):
@@ -110,8 +116,11 @@ def test_flags_take_only_valid_choices_and_skipped_fields_are_absent(capsys):
     assert "invalid choice: 'rmsprop'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse("--device", "cpu", skip=("device",))
+    _, cfg = parse("--epochs", "3", "--no-nesterov", skip=("model",))  # fields after a skipped one remain
+    assert (cfg.epochs, cfg.nesterov) == (3, False)
     parser, _ = parse()
     helps = {a.dest: a.help for a in parser._actions}
+    assert helps["nesterov"] == "Nesterov momentum for SGD (default: False; recipes may change it)"
     assert helps["lr"] == "learning rate (the peak for onecycle) (default: 0.001; recipes may change it)"
     assert helps["split_seed"] == "seed of the 45k/5k train/val split (default: 42; recipes may change it)"
 
@@ -132,8 +141,11 @@ def test_bad_train_sizes_are_refused(spec):
         make_config("resnet18", "paper", train_sizes=spec)
 
 
-def test_the_cnn_may_name_its_one_size():
+def test_the_cnn_may_name_its_one_size_only():
     assert make_config("cnn", "paper", train_sizes="32:2").train_size(1) == 32
+    with pytest.raises(ValueError, match=r"^--train-sizes: CustomCNN trains at 32px only \(its fc1 takes exactly "
+                                         r"256x4x4 features\)$"):
+        make_config("cnn", "paper", train_sizes="16:1")
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", 0), ("lr", 0.0),
