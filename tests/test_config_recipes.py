@@ -116,8 +116,8 @@ def test_flags_take_only_valid_choices_and_skipped_fields_are_absent(capsys):
     assert "invalid choice: 'rmsprop'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse("--device", "cpu", skip=("device",))
-    _, cfg = parse("--epochs", "3", "--no-nesterov", skip=("model",))  # fields after a skipped one remain
-    assert (cfg.epochs, cfg.nesterov) == (3, False)
+    _, cfg = parse("--lr", "0.5", "--no-nesterov", skip=("epochs",))  # fields after a skipped one remain
+    assert (cfg.lr, cfg.nesterov, cfg.epochs) == (0.5, False, 30)
     parser, _ = parse()
     helps = {a.dest: a.help for a in parser._actions}
     assert helps["nesterov"] == "Nesterov momentum for SGD (default: False; recipes may change it)"
