@@ -50,7 +50,8 @@ MODULES: dict[str, list[str]] = {
     "metrics": ["tests/test_metrics.py", "tests/test_metrics_ece.py", "tests/test_metrics_edges.py"],
     "checkpoints": ["tests/test_checkpoints.py", "tests/test_train_behaviour.py::test_a_failed_save_state_leaves_the_previous_state_intact",
                     "tests/test_train_behaviour.py::test_save_state_replaces_the_file_in_one_step"],
-    "data": ["tests/test_data.py", "tests/test_train_behaviour.py::test_make_splits_depends_on_the_split_seed"],
+    "data": ["tests/test_data.py", "tests/test_data_edges.py",
+             "tests/test_train_behaviour.py::test_make_splits_depends_on_the_split_seed"],
     "explain": ["tests/test_explain.py", "tests/test_explain_properties.py"],
     # The config's own tests: a training test would rerun a run for each of its ~170 mutants.
     "config": ["tests/test_config_recipes.py", "tests/test_cli.py::test_train_help_lists_every_flag",
