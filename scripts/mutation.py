@@ -48,7 +48,8 @@ TRAIN_RUNS = [
 # only against the tests mutmut saw calling the mutated function).
 MODULES: dict[str, list[str]] = {
     "metrics": ["tests/test_metrics.py", "tests/test_metrics_ece.py", "tests/test_metrics_edges.py"],
-    "checkpoints": ["tests/test_checkpoints.py", "tests/test_train_behaviour.py::test_a_failed_save_state_leaves_the_previous_state_intact",
+    "checkpoints": ["tests/test_checkpoints.py", "tests/test_checkpoints_edges.py",
+                    "tests/test_train_behaviour.py::test_a_failed_save_state_leaves_the_previous_state_intact",
                     "tests/test_train_behaviour.py::test_save_state_replaces_the_file_in_one_step"],
     "data": ["tests/test_data.py", "tests/test_data_edges.py",
              "tests/test_train_behaviour.py::test_make_splits_depends_on_the_split_seed"],
