@@ -1,15 +1,17 @@
 """cifar.checkpoints exactly: where the temporary file lives, the builder kwargs a checkpoint carries,
-and the messages a user reads (mutants test_checkpoints.py let live, scripts/mutation.py)."""
+the messages a user reads, and a run's file names (mutants test_checkpoints.py let live, scripts/mutation.py)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from cifar.checkpoints import META_KEY, CheckpointError, atomic_write, load_model, read_metadata, save_model
+from cifar.checkpoints import (META_KEY, CheckpointError, RunFiles, atomic_write, default_run_dir, evaluations_in,
+                               load_model, read_metadata, run_files, save_model)
 from cifar.models import build_model
 
 META = {"model": "cnn", "builder_kwargs": {"dropout": 0.4}}
@@ -114,3 +116,29 @@ def test_unreadable_weights_name_the_file(cnn, tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_model(path)
     assert str(e.value).startswith(f"{path}: ") and "truncated" in str(e.value)
+
+
+# ------------------------------------------------------------------------------------- a run's file names
+
+
+def test_run_files_name_the_three_files_of_a_model(tmp_path):
+    files = run_files(tmp_path, "resnet18")
+    assert files.all() == (tmp_path / "resnet18.safetensors", tmp_path / "resnet18.eval.npz",
+                           tmp_path / "resnet18.metrics.json")
+    assert default_run_dir("cnn", "fast") == Path("runs") / "cnn-fast"
+
+
+@pytest.mark.parametrize("name, stem", [("cnn.safetensors", "cnn"), ("my.run.safetensors", "my.run"),
+                                        ("cnn.pt", "cnn"), ("cnn", "cnn")])
+def test_the_files_beside_a_checkpoint_share_its_stem(tmp_path, name, stem):
+    files = RunFiles.beside(tmp_path / "sub" / name)
+    assert (files.folder, files.stem) == (tmp_path / "sub", stem)
+    assert files.metrics == tmp_path / "sub" / f"{stem}.metrics.json"
+
+
+def test_evaluations_in_a_folder_are_found_by_their_predictions(tmp_path):
+    for name in ("resnet18.eval.npz", "cnn.eval.npz", "cnn.safetensors", "notes.txt", "a.b.eval.npz"):
+        (tmp_path / name).write_bytes(b"")
+    found = evaluations_in(tmp_path)
+    assert [(f.folder, f.stem) for f in found] == [(tmp_path, "a.b"), (tmp_path, "cnn"), (tmp_path, "resnet18")]
+    assert evaluations_in(tmp_path / "none") == []
