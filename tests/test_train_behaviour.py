@@ -12,6 +12,8 @@ a late improvement happens exactly when the test needs it, on the tiny synthetic
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -311,3 +313,35 @@ def test_save_state_replaces_the_file_in_one_step(tmp_path, monkeypatch):
     save_state({"format": FORMAT, "epoch": 2}, path)
     assert len(renames) == 1 and str(renames[0][1]) == str(path)
     assert load_state(path)["epoch"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI's own decisions: where a run goes, --download, and a second run into the same folder
+
+
+def test_the_cli_downloads_trains_into_runs_model_recipe_and_refuses_to_start_over(monkeypatch, tmp_path, capsys):
+    import torchvision.datasets.utils as tv_utils
+
+    from devkit.fake_cifar import write_fake_cifar10
+
+    fetched = []
+
+    def fake_download(url, download_root, md5=None, **kwargs):  # the network, stood in for
+        fetched.append(download_root)
+        write_fake_cifar10(download_root)
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    monkeypatch.chdir(tmp_path)
+    flags = ["--data-dir", "data", "--download", "--device", "cpu", "--precision", "fp32", "--val-size", "16",
+             "--limit-train", "16", "--batch-size", "16", "--eval-batch-size", "100", "--epochs", "1", "--quiet"]
+    assert train_mod.main(flags) == 0
+    assert fetched == ["data"]
+    run = tmp_path / "runs" / "cnn-paper"  # no --out-dir: runs/<model>-<recipe>
+    assert (run / "cnn.safetensors").is_file() and (run / RESUME_FILE).is_file()
+    capsys.readouterr()
+    # The same command again would overwrite a run: refused, naming the file and both ways out.
+    before = (run / RESUME_FILE).read_bytes()
+    assert train_mod.main(flags) == 2
+    err = capsys.readouterr().err
+    assert f"error: {Path('runs') / 'cnn-paper' / RESUME_FILE} exists from an earlier run: add --resume" in err
+    assert "another --out-dir" in err and (run / RESUME_FILE).read_bytes() == before
