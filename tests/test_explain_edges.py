@@ -1,0 +1,57 @@
+"""cifar.explain's display scaling and input checks, value by value (mutants test_explain.py let live,
+scripts/mutation.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifar import explain as E
+
+
+def test_signed_display_divides_by_the_percentile_of_the_magnitude():
+    attr = np.array([[0.1, -0.2], [0.4, -0.05]], dtype=np.float32)  # all below 1: a small map scales up
+    np.testing.assert_array_equal(E.to_display(attr, percentile=100), np.float32([[0.25, -0.5], [1.0, -0.125]]))
+    np.testing.assert_array_equal(E.to_display(attr, "absolute", percentile=100),
+                                  np.float32([[0.25, 0.5], [1.0, 0.125]]))
+
+
+def test_values_beyond_the_percentile_are_clipped():
+    attr = np.array([1.0, 2.0, 3.0, -40.0], dtype=np.float32)
+    p50 = 2.5  # the median of |attr|
+    np.testing.assert_allclose(E.to_display(attr, percentile=50), [1 / p50, 2 / p50, 1.0, -1.0], rtol=1e-6)
+    np.testing.assert_allclose(E.to_display(attr, "absolute", percentile=50), [1 / p50, 2 / p50, 1.0, 1.0], rtol=1e-6)
+
+
+def test_non_finite_values_show_as_zero_and_do_not_set_the_scale():
+    attr = np.array([np.nan, np.inf, -np.inf, 0.5, -0.25])
+    out = E.to_display(attr, percentile=100)
+    np.testing.assert_array_equal(out, np.float32([0, 0, 0, 1.0, -0.5]))
+    assert out.dtype == np.float32
+
+
+def test_a_sparse_map_falls_back_to_its_maximum():
+    # 99% of |attr| is 0, so the 99th percentile is 0: the single pixel is scaled by the maximum instead.
+    attr = np.zeros(400, dtype=np.float32)
+    attr[7] = -0.3
+    out = E.to_display(attr)
+    assert out[7] == -1.0 and not out[np.arange(400) != 7].any()
+
+
+@pytest.mark.parametrize("attr", [np.zeros((0,)), np.zeros((3, 3)), np.full((2, 2), np.nan)])
+def test_empty_zero_and_undefined_maps_stay_zero(attr):
+    out = E.to_display(attr)
+    assert out.shape == attr.shape and not out.any() and out.dtype == np.float32
+
+
+def test_an_unknown_display_mode_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"^mode must be 'signed' or 'absolute', got 'log'$"):
+        E.to_display(np.ones(3), "log")
+
+
+@pytest.mark.parametrize("image", [np.zeros((32, 32, 4), np.uint8), np.zeros((32, 32, 3), np.float32),
+                                   np.zeros((32, 32), np.uint8)])
+def test_to_input_takes_only_uint8_rgb(image):
+    with pytest.raises(ValueError, match=rf"^expected a uint8 \(H, W, 3\) image, got {image.dtype} "
+                                         rf"{__import__('re').escape(str(image.shape))}$"):
+        E.to_input(image)
