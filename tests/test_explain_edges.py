@@ -55,3 +55,20 @@ def test_to_input_takes_only_uint8_rgb(image):
     with pytest.raises(ValueError, match=rf"^expected a uint8 \(H, W, 3\) image, got {image.dtype} "
                                          rf"{__import__('re').escape(str(image.shape))}$"):
         E.to_input(image)
+
+
+def test_grad_cam_on_an_unregistered_model_takes_its_last_map_of_at_least_8x8():
+    from torch import nn
+
+    # Maps at a 32px input: 0 conv 32, 1 relu 32, 2 pool 16, 3 conv 16, 4 pool 8, 5 conv 8, 6 pool 2.
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                        nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.MaxPool2d(4), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 10))
+    assert E.default_gradcam_layer(net) == "5"
+
+
+def test_grad_cam_needs_a_map():
+    from torch import nn
+
+    with pytest.raises(ValueError, match=r"^Sequential has no 4D layer to run Grad-CAM on$"):
+        E.default_gradcam_layer(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)))
