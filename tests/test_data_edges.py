@@ -25,8 +25,9 @@ def test_a_missing_batch_names_itself_and_the_folder_to_put_the_data_in(tmp_path
     assert f"into {tmp_path})" in message and f"where PATH holds {BATCH_FOLDER}/" in message
 
 
-def test_a_corrupt_batch_names_the_error_and_how_to_recover(cifar_copy):
-    path = cifar_copy / BATCH_FOLDER / "data_batch_3"
+@pytest.mark.parametrize("name", ["data_batch_3", "test_batch"])
+def test_a_corrupt_batch_names_the_error_and_how_to_recover(cifar_copy, name):
+    path = cifar_copy / BATCH_FOLDER / name
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DataError) as e:
         load_cifar10(cifar_copy)
@@ -45,7 +46,7 @@ def test_a_batch_that_is_not_a_dict_says_what_it_holds(cifar_copy):
 
 @pytest.mark.parametrize("data, labels, words", [
     (np.zeros((2, 3072, 1), dtype=np.uint8), [0, 1], r"'data' is uint8 \(2, 3072, 1\), expected uint8 \(N, 3072\)"),
-    (rows(2), [0, 1, 2], r"2 images but 3 labels; the file is corrupt\."),
+    (rows(2), [0, 1, 2], r": 2 images but 3 labels; the file is corrupt\."),
 ])
 def test_a_malformed_test_batch_names_the_file_and_the_problem(cifar_copy, data, labels, words):
     path = cifar_copy / BATCH_FOLDER / "test_batch"
@@ -102,3 +103,37 @@ def test_make_splits_defaults_to_the_reports_5000_and_seed_42(fake_data):
     a, b = make_splits(fake_data, 80), make_splits(fake_data, 80, 42)
     assert a.split_seed == 42 and np.array_equal(a.val_y.numpy(), b.val_y.numpy())
     assert np.array_equal(a.val_x.numpy(), b.val_x.numpy())
+
+
+def test_a_pickle_that_would_run_code_is_refused_by_name(cifar_copy):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, ("true",)
+
+    path = cifar_copy / BATCH_FOLDER / "test_batch"
+    path.write_bytes(pickle.dumps({"data": Evil()}, protocol=2))
+    with pytest.raises(DataError, match=r"\(UnpicklingError: refusing to load posix\.system: not part of a CIFAR batch\)"):
+        load_test_split(cifar_copy)
+
+
+def test_splits_carry_the_test_set_classes_and_source(fake_data):
+    s = make_splits(fake_data, 80)
+    assert s.test_y.tolist() == fake_data.test_labels.tolist() and s.classes == fake_data.classes
+    assert s.source == fake_data.source
+
+
+def test_describe_source_tells_the_official_archive_from_a_copy(cifar_root, monkeypatch):
+    import hashlib
+
+    import cifar.data as data_mod
+
+    path = cifar_root / BATCH_FOLDER / "test_batch"
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    assert data_mod.describe_source(path) == {
+        "name": "CIFAR-10 (not the official archive: its test batch differs)", "official": False, "test_md5": md5}
+    monkeypatch.setitem(data_mod.KNOWN_COPIES, md5, "a known copy")
+    assert data_mod.describe_source(path)["name"] == "a known copy"
+    monkeypatch.setattr(data_mod, "OFFICIAL_TEST_MD5", md5)
+    assert data_mod.describe_source(path) == {"name": "CIFAR-10 (official archive)", "official": True, "test_md5": md5}
