@@ -72,3 +72,16 @@ def test_grad_cam_needs_a_map():
 
     with pytest.raises(ValueError, match=r"^Sequential has no 4D layer to run Grad-CAM on$"):
         E.default_gradcam_layer(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)))
+
+
+def test_a_small_map_is_scaled_by_its_percentile_not_its_maximum():
+    attr = np.array([0.01, 0.02, 0.03, 0.4], dtype=np.float32)  # the median of |attr| (0.025) is below 1
+    np.testing.assert_allclose(E.to_display(attr, percentile=50), [0.4, 0.8, 1.0, 1.0], rtol=1e-6)
+
+
+def test_feature_layers_follow_the_input_size():
+    from cifar.models import build_model
+
+    resnet = build_model("resnet18")
+    assert "layer4.1" in E.feature_layers(resnet)  # 4×4 at 32px
+    assert "layer4.1" not in E.feature_layers(resnet, input_size=(3, 8, 8))  # 1×1 at 8px: not a map to show
