@@ -85,3 +85,40 @@ def test_feature_layers_follow_the_input_size():
     resnet = build_model("resnet18")
     assert "layer4.1" in E.feature_layers(resnet)  # 4×4 at 32px
     assert "layer4.1" not in E.feature_layers(resnet, input_size=(3, 8, 8))  # 1×1 at 8px: not a map to show
+
+
+def test_layer_labels_read_as_the_picker_shows_them():
+    import torch
+
+    from cifar.models import build_model
+
+    resnet = dict(build_model("resnet18").named_modules())
+    expected = {
+        "layer2.0": "layer2.0 · BasicBlock 64→128, stride 2",
+        "layer1.0": "layer1.0 · BasicBlock 64→64",
+        "layer2.0.downsample.0": "layer2.0.downsample.0 · Conv2d 64→128, 1×1, stride 2 (shortcut)",
+        "layer2.0.downsample.1": "layer2.0.downsample.1 · BatchNorm2d 128",
+        "layer1.0.relu": "layer1.0.relu · ReLU",
+    }
+    assert {name: E.layer_label(name, resnet[name]) for name in expected} == expected
+    # Non-square kernels and strides: each axis in its place.
+    assert E.layer_label("c", torch.nn.Conv2d(3, 8, (1, 3), stride=(3, 1))) == "c · Conv2d 3→8, 1×3, stride 3"
+    assert E.layer_label("p", torch.nn.MaxPool2d((2, 3)), (4, 5, 6)) == "p · MaxPool2d 2×3 → 4×5×6"
+
+
+def test_feature_maps_of_one_image_strongest_first_and_only_of_maps():
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, bias=False), torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, 3.0, 3.0, -2.0]).view(4, 1, 1, 1).expand(4, 3, 1, 1) / 3)
+    x = torch.ones(1, 3, 8, 8)
+    fm = E.feature_maps(net, x, "0", top=3)
+    assert fm.layer == "0" and fm.shape == (4, 8, 8) and fm.order.dtype == np.int64
+    assert fm.order.tolist() == [1, 2, 0]  # channels 1 and 2 tie: the lower index first
+    np.testing.assert_allclose(fm.strength, [3.0, 3.0, 1.0], rtol=1e-6)
+    assert E.feature_maps(net, x, "0", top=0).maps.shape == (0, 8, 8)
+    with pytest.raises(ValueError, match=r"^layer '2' outputs shape \(1, 10\), not a \(C, H, W\) map$"):
+        E.feature_maps(net, x, "2")
+    with pytest.raises(ValueError, match="one image"):
+        E.feature_maps(net, x.repeat(2, 1, 1, 1), "0")
