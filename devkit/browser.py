@@ -30,12 +30,40 @@ RUN_DONE_JS = """(() => {
 
 
 def find_chromium() -> str | None:
+    """The browser to drive: $CHROMIUM when set (None if it is not a file), else the first on PATH."""
+    import os
     import shutil as _sh
 
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"] if Path(os.environ["CHROMIUM"]).is_file() else None
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if _sh.which(name):
             return _sh.which(name)
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def in_ci() -> bool:
+    """Whether this runs in CI: $CI set to anything but empty, 0, false or no (CI services set CI=true)."""
+    import os
+
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+MISSING_CHROMIUM = "Chromium is not installed (apt-get install -y chromium, or set $CHROMIUM to the browser)"
+
+
+def need_chromium() -> str:
+    """Chromium's path, for tests that drive it. Without it such a test skips, saying why; in CI it
+    fails instead, so that a CI run cannot lose the browser checks (deep links, heatmap clicks, the
+    server's imports) and still pass."""
+    import pytest
+
+    binary = find_chromium()
+    if binary is None:
+        if in_ci():
+            pytest.fail(f"{MISSING_CHROMIUM}; CI must run the browser tests", pytrace=False)
+        pytest.skip(MISSING_CHROMIUM)
+    return binary
 
 
 def free_port() -> int:
@@ -173,7 +201,7 @@ def _devtools(width: int, height: int) -> Iterator[int]:
 
     binary = find_chromium()
     if binary is None:
-        raise FileNotFoundError("Chromium is not installed (apt-get install -y chromium)")
+        raise FileNotFoundError(MISSING_CHROMIUM)
     profile = tempfile.mkdtemp(prefix="chromium-")
     proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
                              f"--window-size={width},{height}", "--remote-debugging-port=0", "about:blank"],

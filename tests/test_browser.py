@@ -6,7 +6,7 @@ from its copied address in a fresh browser; and a pages/ folder beside the entry
 deep links (why the pages live in app_pages/). Full-page screenshots go to screenshots/ (gitignored)
 for a human to look at. Chromium is driven over the DevTools protocol (devkit.browser), waiting for
 the app's own "running" indicator instead of guessing delays. Skipped, with the reason, when
-Chromium is not installed.
+Chromium is not installed, except in CI ($CI set), where that fails (devkit.browser.need_chromium).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from cifar_app.nav import PAGES, heading
 from devkit.app_fixture import app_checkpoints_once
-from devkit.browser import chromium, find_chromium, streamlit_server, wait_for
+from devkit.browser import chromium, need_chromium, streamlit_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
@@ -40,8 +40,12 @@ LINKS = {
 }
 PAGE_TIMEOUT = 180  # s: the first page imports torch and loads a model on a slow CI machine
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="Chromium is not installed (apt-get install -y chromium)")
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser():
+    # Before the server starts: no Chromium skips this file, saying why, but fails it in CI ($CI set).
+    need_chromium()
+
 
 EXCEPTIONS_JS = "[...document.querySelectorAll('[data-testid=\"stException\"]')].map(e => e.innerText)"
 # Charts actually drawn: Vega leaves the container empty (0 px tall) for a spec it cannot render.
@@ -254,3 +258,42 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server):
             browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
         wait_for(lambda: "cat → dog" in browser.js(SUBHEADERS_JS), 60, "the cat → dog gallery")
         wait_for(lambda: "true=cat&pred=dog" in browser.js("location.href"), 30, "the cell in the address")
+
+
+# ------------------------------------------------------------------------------ a row of the pairs table
+
+# The row-marker checkbox of row `i` of the last dataframe on the page (the Most confused pairs table).
+# The grid draws on a canvas, so its rows are found by geometry: a header and the rows, all equally tall.
+ROW_JS = """((i, n) => {
+  const tables = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
+  const r = tables[tables.length - 1].getBoundingClientRect();
+  const h = r.height / (n + 1);
+  return [r.x + 15, r.y + h * (i + 1.5)];
+})"""
+
+
+def test_selecting_a_pairs_row_opens_its_gallery(server, tmp_path_factory):
+    import numpy as np
+
+    from cifar.evaluate import load_evaluation
+    from cifar_app.tables import confused_pairs
+
+    url, _proc, _log = server
+    ev = load_evaluation(app_checkpoints_once(tmp_path_factory) / "cnn.safetensors")  # the server's checkpoints
+    cm = np.zeros((10, 10), dtype=int)
+    np.add.at(cm, (ev["labels"], ev["preds"]), 1)
+    pairs = confused_pairs(cm, 10)  # the table's rows, in its order
+    assert len(pairs) > 2
+    row = 2  # not the first row, which the page shows before any selection
+    with chromium(height=2000) as browser:
+        browser.call("Page.navigate", url=f"{url}/metrics")
+        browser.wait_title("Metrics", PAGE_TIMEOUT)
+        time.sleep(2)
+        assert browser.js(SUBHEADERS_JS)[-1] == pairs[0]["pair"]
+        x, y = browser.js(f"{ROW_JS}({row}, {len(pairs)})")
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+        wait_for(lambda: pairs[row]["pair"] in browser.js(SUBHEADERS_JS), 60, f"the {pairs[row]['pair']} gallery")
+        true, pred = pairs[row]["pair"].split(" → ")
+        wait_for(lambda: f"true={true}&pred={pred}" in browser.js("location.href"), 30, "the pair in the address")
+        assert browser.js("document.body.innerText.includes('classifies')")  # the gallery's own sentence

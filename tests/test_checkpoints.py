@@ -82,7 +82,8 @@ def test_fp16_weights_load_into_fp32_model(cnn, tmp_path):
             assert v.dtype == ref.dtype and torch.equal(v, ref), k
     with torch.no_grad():
         x = torch.randn(4, 3, 32, 32)
-        torch.testing.assert_close(model(x), cnn(x), rtol=0.05, atol=0.05)
+        # fp16 weights move these logits (|logit| < 0.1) by at most 5e-5 (measured over 3 seeds); 10x that.
+        torch.testing.assert_close(model(x), cnn(x), rtol=0, atol=5e-4)
 
 
 def test_save_model_requires_a_registered_name(cnn, tmp_path):

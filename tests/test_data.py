@@ -355,10 +355,12 @@ def test_augment_offsets_uniform_and_flips_half(many_draws):
     # The draws are seeded, so this is deterministic; the bound leaves room for a new torch RNG.
     expected = counts.sum() / 81
     assert ((counts - expected) ** 2 / expected).sum() < 124.8
-    assert 0.45 < flip.float().mean().item() < 0.55
-    # Flip is independent of the offset: about half flipped whatever the horizontal offset.
+    # 12,000 fair coin flips: sd 0.0046, so ±0.02 is 4.3 sd (seeded, so deterministic here).
+    assert 0.48 < flip.float().mean().item() < 0.52
+    # Flip is independent of the offset: about half flipped whatever the horizontal offset (~1,333
+    # draws each: sd 0.014, ±0.06 is 4.4 sd).
     for b in range(9):
-        assert 0.4 < flip[dx == b].float().mean().item() < 0.6
+        assert 0.44 < flip[dx == b].float().mean().item() < 0.56
 
 
 def test_augment_padding_zero_where_expected(many_draws):

@@ -166,7 +166,8 @@ def test_resnet18_init_follows_torchvision():
     ours = resnet18_cifar()
     std = ours.layer3[0].conv1.weight.std().item()
     # kaiming_normal_(mode="fan_out") for a 3×3 conv with 256 outputs: std = sqrt(2 / (256·9)).
-    assert std == pytest.approx((2 / (256 * 9)) ** 0.5, rel=0.05)
+    # 295k weights: the sample std is within ~0.13% (1 sd) of the true one; measured 0.2% off at seed 0.
+    assert std == pytest.approx((2 / (256 * 9)) ** 0.5, rel=0.01)
     assert torch.equal(ours.layer2[0].bn1.weight, torch.ones(128)) and not ours.layer2[0].bn1.bias.any()
 
 
