@@ -53,7 +53,9 @@ MODULES: dict[str, list[str]] = {
                     "tests/test_train_behaviour.py::test_save_state_replaces_the_file_in_one_step"],
     "data": ["tests/test_data.py", "tests/test_data_edges.py",
              "tests/test_train_behaviour.py::test_make_splits_depends_on_the_split_seed"],
-    "explain": ["tests/test_explain.py", "tests/test_explain_properties.py", "tests/test_explain_edges.py"],
+    # test_scorecard.py: the contrast target, batched maps and the reference maps (issue 13) live in explain.py.
+    "explain": ["tests/test_explain.py", "tests/test_explain_properties.py", "tests/test_explain_edges.py",
+                "tests/test_scorecard.py"],
     # The config's own tests: a training test would rerun a run for each of its ~170 mutants.
     "config": ["tests/test_config_recipes.py", "tests/test_cli.py::test_train_help_lists_every_flag",
                "tests/test_train.py::test_bad_train_sizes_fail_before_training",
