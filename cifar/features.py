@@ -1,4 +1,5 @@
-"""Penultimate features: the input of a model's final linear layer, captured with a scoped forward hook.
+"""Penultimate features: the input of a model's final linear layer, captured with a scoped forward hook
+(for a registered model: the output of its registry `feature_layer`, the same vector in eval mode).
 
 Training-data attribution (cifar.influence) and the embedding map read the same vector the classifier
 head sees: CustomCNN's 1,024 fc1 activations (after ReLU and dropout, which is the identity in eval
@@ -43,7 +44,21 @@ def capture_penultimate(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 @torch.no_grad()
 def penultimate(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, D), logits (N, C)) of a normalised NCHW batch, from one forward pass, both float32."""
+    """(features (N, D), logits (N, C)) of a normalised NCHW batch, from one forward pass, both float32.
+
+    A registered model's features are the output of its registry `feature_layer`, captured by
+    cifar.explain.capture as the Mahalanobis detector (cifar.ood) reads them: in eval mode the same
+    vector as the input of the final linear layer, which is what an unregistered model (a test's
+    small one) is captured by.
+    """
+    from cifar.explain import capture
+    from cifar.models import spec_of
+
+    spec = spec_of(model)
+    if spec is not None and spec.feature_layer:
+        with capture(model, spec.feature_layer) as acts:
+            logits = model(x)
+        return acts[spec.feature_layer].float().flatten(1), logits.float()
     with capture_penultimate(model) as captured:
         logits = model(x)
     return captured[-1].float().flatten(1), logits.float()

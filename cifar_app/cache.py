@@ -455,23 +455,14 @@ def training_image(model: str, position: int) -> np.ndarray:
     return _train_pixels(str(p.data), tuple(store.file_key(f) for f in _train_batches(p)))[bank.indices[position]]
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)
-def _penultimate(key: tuple, image: np.ndarray, _net, _x) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    from cifar.features import penultimate as capture
-
-    def run():
-        f, logits = capture(_net, _x)
-        return f[0].numpy(), torch.softmax(logits, 1)[0].numpy()
-
-    return memory.on_torch_thread(run)
-
-
 def penultimate(model: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(penultimate features (D,), probabilities (C,)) of one uint8 32×32×3 image, fp32."""
+    """(penultimate features (D,), raw softmax probabilities (C,)) of one uint8 32×32×3 image, fp32: the
+    same cached forward pass as `predict` and `ood_check`."""
+    from cifar.calibration import softmax
+
     x, _, _ = _inputs(model, image)
-    return _penultimate(model_key(model), image, load_model(model), x)
+    logits, feats = _logits_features(model_key(model), image, load_model(model), x)
+    return feats, softmax(logits[None])[0].astype(np.float32)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=IMAGE_TTL_S)

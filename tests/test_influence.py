@@ -82,6 +82,23 @@ def test_the_hook_is_removed_even_after_an_error():
     assert f.shape == (3, 8) and logits.shape == (3, 4) and not head._forward_hooks
 
 
+@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+def test_registered_features_are_what_the_classifier_head_reads(name):
+    # One feature vector for TracIn, the embedding map and the Mahalanobis detector: the registry's
+    # feature_layer output must be exactly the final linear layer's input (dropout is off in eval).
+    from cifar.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, dropout=0.3).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with capture_penultimate(model) as head_inputs:
+        logits = model(x)
+    features, again = penultimate(model, x)
+    assert torch.equal(features, head_inputs[-1].flatten(1))
+    assert torch.equal(again, logits)
+    assert features.shape == (3, final_linear(model).in_features)
+
+
 def test_a_planted_duplicate_is_the_top_proponent(cifar_root):
     """A copy of the test image, with its label, among the training images: the strongest proponent
     of the test image's label (cosine-normalised TracIn, what the app ranks by), through the real model
