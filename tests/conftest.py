@@ -48,6 +48,22 @@ def _no_cifar_env(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def ckpt(tmp_path_factory) -> Path:
+    """The app's fixture checkpoint folder (devkit.app_fixture), built once per session."""
+    from devkit.app_fixture import app_checkpoints_once
+
+    return app_checkpoints_once(tmp_path_factory)
+
+
+@pytest.fixture
+def app_env(ckpt, tmp_path, monkeypatch):
+    """The app pointed at the fixture checkpoints, with no dataset (so it uses the demo bundle)."""
+    monkeypatch.setenv("CIFAR_CHECKPOINTS", str(ckpt))
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data"))
+    return ckpt
+
+
+@pytest.fixture(scope="session")
 def fake_data(cifar_root):
     """The synthetic set as load_cifar10 reads it."""
     from cifar.data import load_cifar10

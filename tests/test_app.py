@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from devkit.app_fixture import app_checkpoints_once
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -29,19 +28,6 @@ APP = str(ROOT / "streamlit_app.py")
 PAGES = PAGE_FILES  # the entrypoint builds its st.Page list from the same table
 # Generous: the first run imports torch and loads both models; CI machines can be slow.
 TIMEOUT = 300
-
-
-@pytest.fixture(scope="session")
-def ckpt(tmp_path_factory) -> Path:
-    return app_checkpoints_once(tmp_path_factory)
-
-
-@pytest.fixture
-def app_env(ckpt, tmp_path, monkeypatch):
-    """The app pointed at the fixture checkpoints, with no dataset (so it uses the demo bundle)."""
-    monkeypatch.setenv("CIFAR_CHECKPOINTS", str(ckpt))
-    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data"))
-    return ckpt
 
 
 @pytest.fixture

@@ -19,24 +19,11 @@ from cifar import ood
 from cifar.bundle import load_bundle
 from cifar_app import trust
 from cifar_app.nav import PAGE_FILES
-from devkit.app_fixture import app_checkpoints_once
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 SHIPPED = ROOT / "checkpoints"
 TIMEOUT = 120
-
-
-@pytest.fixture(scope="session")
-def ckpt(tmp_path_factory) -> Path:
-    return app_checkpoints_once(tmp_path_factory)
-
-
-@pytest.fixture
-def app_env(ckpt, tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFAR_CHECKPOINTS", str(ckpt))
-    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data"))
-    return ckpt
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devkit.app_fixture import app_checkpoints_once
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -22,14 +21,6 @@ from cifar_app.nav import PAGE_FILES, PAGES  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 TIMEOUT = 300  # s: the first run imports torch and loads both models; CI machines can be slow
-
-
-@pytest.fixture
-def app_env(tmp_path_factory, tmp_path, monkeypatch):
-    ckpt = app_checkpoints_once(tmp_path_factory)
-    monkeypatch.setenv("CIFAR_CHECKPOINTS", str(ckpt))
-    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data"))
-    return ckpt
 
 
 def hooks_left() -> dict[str, int]:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from devkit.app_fixture import app_checkpoints_once
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -18,11 +17,6 @@ from cifar_app.nav import PAGE_FILES  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 TIMEOUT = 300
-
-
-@pytest.fixture(scope="session")
-def ckpt(tmp_path_factory) -> Path:
-    return app_checkpoints_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ import torch
 from cifar import explain
 from cifar import scorecard as sc
 from cifar.checkpoints import load_model
-from devkit.app_fixture import app_checkpoints_once
 from tests.test_app import no_exception, open_page, texts
-
-
-@pytest.fixture(scope="session")
-def ckpt(tmp_path_factory):
-    return app_checkpoints_once(tmp_path_factory)
 
 
 @pytest.fixture
